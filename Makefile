@@ -1,0 +1,41 @@
+# One entry point for people and CI. Every target installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+MODEL_DIR := build/model
+MODEL  := $(MODEL_DIR)/model.pth
+export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: test lint model package demo local-up local-down bench clean
+
+$(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# The demo model is trained here (a few minutes on 2 cores) and cached in build/model/.
+$(MODEL): $(STAMP) model_code/model.py model_code/train.py model_code/synthetic.py
+	$(PY) model_code/train.py --out $(MODEL_DIR)
+
+model: $(MODEL)
+
+package: $(MODEL)
+	$(PY) deploy_model.py package --model-dir $(MODEL_DIR)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint $(MODEL)
+	$(VENV)/bin/pytest
+
+bench: $(MODEL)
+	$(PY) benchmarks/bench_model.py --model-dir $(MODEL_DIR)
+	$(PY) benchmarks/bench_handler.py
+
+clean:
+	rm -rf build sagemaker_models .pytest_cache .mypy_cache .ruff_cache
