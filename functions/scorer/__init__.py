@@ -1,0 +1,1 @@
+"""The scoring Lambda: read an ECG file, cut it into model windows, score them, store the result."""

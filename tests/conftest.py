@@ -1,0 +1,35 @@
+"""Shared fixtures. Fake credentials and a region are set before anything imports boto3, so
+no test can reach real AWS or the EC2 metadata address."""
+
+import os
+
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SECURITY_TOKEN="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+    POWERTOOLS_SERVICE_NAME="ecg-scorer",
+    POWERTOOLS_METRICS_NAMESPACE="EcgScorer",
+    POWERTOOLS_TRACE_DISABLED="true",
+)
+for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(name, None)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ECG = REPO.parent / "shared" / "data" / "ecg"
+MODEL_DIR = REPO / "build" / "model"
+
+
+@pytest.fixture
+def shared_ecg() -> Path:
+    """The real PhysioNet recordings beside the repo; tests that need them skip without them."""
+    if not SHARED_ECG.is_dir():
+        pytest.skip(f"real recordings not found at {SHARED_ECG}")
+    return SHARED_ECG
