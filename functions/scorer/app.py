@@ -1,0 +1,356 @@
+"""Lambda entry point: an SQS batch of S3 upload events -> one item per file in PredictionsTable.
+
+Two phases instead of Powertools' record-by-record BatchProcessor, because every window of
+the batch must reach the endpoint together (few InvokeEndpoint calls):
+
+1. per message and per S3 record: read the object, prepare its windows (a file problem
+   becomes a REJECTED item; a transient or system problem fails the message);
+2. score all windows of the batch at once, then write one item per file.
+
+The answer keeps the SQS partial-batch format: ``{"batchItemFailures": [{"itemIdentifier":
+<messageId>}]}`` lists the messages to deliver again (transient or system faults); every
+other message is deleted. Nothing in S3 is ever modified or deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from scorer import endpoint, readers, store
+from scorer.config import Settings, load_settings
+from scorer.errors import (
+    STORE_MARGIN_S,
+    Budget,
+    RejectedFile,
+    ScorerError,
+    SystemFault,
+    TransientError,
+)
+from scorer.prepare import Prepared, prepare
+from scorer.store import FileFacts, FileRef
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+SETTINGS = load_settings()  # fails the cold start, naming the missing variable
+INCOMING = "incoming/"
+NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Our retry loops (errors.retry) are the ones that count for the endpoint and the table:
+# botocore makes a single attempt there. S3 reads keep botocore's standard retries.
+_NO_RETRY = {"mode": "standard", "total_max_attempts": 1}
+S3 = boto3.client(
+    "s3", config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
+)
+DYNAMODB = boto3.client(
+    "dynamodb", config=Config(connect_timeout=5, read_timeout=10, retries=_NO_RETRY)
+)
+# A serverless container has 60 s to answer; a little more for the network.
+SAGEMAKER_RUNTIME = boto3.client(
+    "sagemaker-runtime", config=Config(connect_timeout=5, read_timeout=70, retries=_NO_RETRY)
+)
+
+
+@dataclass
+class Clients:
+    s3: Any
+    dynamodb: Any
+    runtime: Any
+
+
+@dataclass
+class Job:
+    """One S3 record of one SQS message, followed through the phases."""
+
+    message_id: str
+    ref: FileRef
+    facts: FileFacts = field(default_factory=FileFacts)
+    prepared: Prepared | None = None
+    score: endpoint.FileScore | None = None
+    rejection: RejectedFile | None = None
+    failure: ScorerError | None = None
+
+    def log_keys(self) -> dict[str, Any]:
+        # Correlation by file; never patient references or samples.
+        return {"bucket": self.ref.bucket, "key": self.ref.key, "version_id": self.ref.version_id}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_batch(event, context, Clients(S3, DYNAMODB, SAGEMAKER_RUNTIME), SETTINGS)
+
+
+def process_batch(
+    event: dict,
+    context: Any,
+    clients: Clients,
+    settings: Settings,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
+    """The whole batch; returns the SQS partial-batch response."""
+    # Scoring retries stop SAFETY_MARGIN_S before the timeout; the table writes may use
+    # that reserve, so results scored before an endpoint outage are still stored.
+    budget = Budget(context, sleep=sleep)
+    store_budget = Budget(context, margin_s=STORE_MARGIN_S, sleep=sleep)
+    failed: dict[str, None] = {}  # message ids, in order
+    jobs: list[Job] = []
+    for record in event.get("Records", []):
+        message_id = record["messageId"]
+        try:
+            jobs.extend(jobs_of_message(message_id, record.get("body", "")))
+        except (ValueError, KeyError, TypeError):
+            # Not an S3 notification: back to the queue, and after 5 receives to the DLQ
+            # where a person can look at it (nothing is dropped silently).
+            logger.error(
+                "message is not an S3 event notification", extra={"message_id": message_id}
+            )
+            failed[message_id] = None
+
+    for job in jobs:
+        with logger.append_context_keys(**job.log_keys()):
+            read_and_prepare(job, clients.s3, settings)
+    score(jobs, clients.runtime, settings, budget)
+    for job in jobs:
+        with logger.append_context_keys(**job.log_keys()):
+            write(job, clients.dynamodb, settings, store_budget)
+        if job.failure is not None:
+            failed[job.message_id] = None
+
+    if failed:
+        metrics.add_metric(name="MessagesRetried", unit=MetricUnit.Count, value=len(failed))
+    faults = sum(isinstance(job.failure, SystemFault) for job in jobs)
+    if faults:  # endpoint missing, access denied...: worth an alarm, retrying will not help
+        metrics.add_metric(name="SystemFaults", unit=MetricUnit.Count, value=faults)
+    return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failed]}
+
+
+def jobs_of_message(message_id: str, body: str) -> list[Job]:
+    """The S3 records of one SQS message that we score; ValueError if it is no S3 event."""
+    try:
+        doc = json.loads(body)
+    except (TypeError, ValueError) as e:
+        raise ValueError("body is not JSON") from e
+    if not isinstance(doc, dict):
+        raise ValueError("body is not a JSON object")
+    if doc.get("Event") == "s3:TestEvent":
+        logger.info("ignoring s3:TestEvent")
+        return []
+    records = doc.get("Records")
+    if not isinstance(records, list):
+        raise ValueError("no Records")
+    jobs = []
+    for rec in records:
+        if rec.get("eventSource") != "aws:s3" or not str(rec.get("eventName", "")).startswith(
+            "ObjectCreated:"
+        ):
+            continue
+        obj = rec["s3"]["object"]
+        key = unquote_plus(obj["key"])  # keys arrive URL-encoded, spaces as '+'
+        if not key.startswith(INCOMING) or key.endswith("/"):
+            continue
+        ref = FileRef(
+            bucket=rec["s3"]["bucket"]["name"],
+            key=key,
+            version_id=obj.get("versionId") or None,
+            etag=obj.get("eTag") or None,
+            size_bytes=int(obj.get("size", 0)),
+            sequencer=obj.get("sequencer") or None,
+            uploaded_at=_parse_time(rec.get("eventTime")) or datetime.now(UTC),
+        )
+        jobs.append(Job(message_id, ref))
+    return jobs
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    # A time with no zone is taken as UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _name_part(value: str, what: str) -> str:
+    if not NAME_PART.match(value):
+        raise RejectedFile(
+            f"{what} {value[:70]!r} must be 1-64 letters, digits, '.', '_' or '-'", f"bad_{what}"
+        )
+    return value
+
+
+def _object_metadata(raw: dict[str, str]) -> dict[str, str]:
+    """S3 user metadata (x-amz-meta-*), keys normalised like the files' metadata keys."""
+    out = {}
+    for key, value in raw.items():
+        norm = readers.META_ALIASES.get(key.lower().replace("-", "_"))
+        if norm and value.strip():
+            out[norm] = value.strip()
+    return out
+
+
+@tracer.capture_method(capture_response=False)
+def read_and_prepare(job: Job, s3: Any, settings: Settings) -> None:
+    """Read, check and prepare one file; sets job.prepared, job.rejection or job.failure."""
+    ref, facts = job.ref, job.facts
+    parts = ref.key.split("/")
+    if len(parts) >= 4:
+        facts.site, facts.device = parts[1], parts[2]
+    try:
+        facts.format = readers.file_format(ref.key)
+        readers.check_size(ref.size_bytes or 1, settings.max_file_bytes)
+        data, s3_meta = fetch(s3, ref, settings.max_file_bytes)
+        recording = readers.read_recording(data, ref.key)
+        meta = {**recording.metadata, **s3_meta}  # key < file < S3 object metadata
+        facts.site = _name_part(meta["site"], "site") if "site" in meta else facts.site
+        facts.device = _name_part(meta["device"], "device") if "device" in meta else facts.device
+        facts.patient_ref, facts.record_id = meta.get("patient_ref"), meta.get("record_id")
+        if not (facts.site and facts.device):
+            raise RejectedFile(
+                "the site and device are unknown: upload to incoming/<site>/<device>/<file> "
+                "or give site and device as metadata",
+                "no_site_device",
+            )
+        if "recorded_at" in meta:
+            facts.recorded_at = _parse_time(meta["recorded_at"])
+            if facts.recorded_at is None:
+                raise RejectedFile(
+                    f"recorded_at {meta['recorded_at'][:40]!r} is not an ISO 8601 time "
+                    "(e.g. 2026-11-27T08:30:00Z)",
+                    "bad_recorded_at",
+                )
+        if recording.fs is None and "sampling_rate_hz" in s3_meta:
+            recording.fs = readers.parse_rate(
+                s3_meta["sampling_rate_hz"], "S3 metadata sampling-rate-hz"
+            )
+        if recording.leads is None and "leads" in s3_meta:
+            names = [n.strip() for n in s3_meta["leads"].split(",")]
+            recording.leads = readers.lead_names(names, recording.signal.shape[1], "S3 metadata")
+        job.prepared = prepare(
+            recording,
+            settings.model_leads,
+            settings.model_sampling_rate_hz,
+            settings.window_samples,
+        )
+    except RejectedFile as rejection:
+        job.rejection = rejection
+        logger.info("file rejected", extra={"reason_code": rejection.code})
+    except (TransientError, SystemFault) as error:
+        job.failure = error
+        logger.warning("file not read; message will be retried", extra={"error": str(error)})
+    except Exception as error:  # a bug must not lose the other files of the batch
+        job.failure = SystemFault(f"unexpected {type(error).__name__}")
+        logger.exception("unexpected error preparing the file")
+
+
+def fetch(s3: Any, ref: FileRef, max_bytes: int) -> tuple[bytes, dict[str, str]]:
+    """The object's bytes (the version named by the event) and its user metadata."""
+    request = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id:
+        request["VersionId"] = ref.version_id
+    try:
+        response = s3.get_object(**request)
+        try:
+            # Checked before reading: the event's size may be absent or stale.
+            readers.check_size(int(response.get("ContentLength", 0)), max_bytes)
+            data = response["Body"].read(max_bytes + 1)
+        finally:
+            response["Body"].close()
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in {"NoSuchKey", "NoSuchVersion", "404"}:
+            raise RejectedFile(
+                "the object no longer exists (deleted before it could be scored)", "gone"
+            ) from e
+        if code in {"SlowDown", "InternalError", "ServiceUnavailable"} or status >= 500:
+            raise TransientError(f"{code} reading from S3") from e
+        raise SystemFault(f"{code or status} reading s3://{ref.bucket}") from e
+    except (BotoConnectionError, HTTPClientError) as e:
+        raise TransientError(f"{type(e).__name__} reading from S3") from e
+    except BotoCoreError as e:
+        raise SystemFault(f"{type(e).__name__} reading from S3") from e
+    readers.check_size(len(data), max_bytes)
+    return data, _object_metadata(response.get("Metadata") or {})
+
+
+@tracer.capture_method(capture_response=False)
+def score(jobs: list[Job], runtime: Any, settings: Settings, budget: Budget) -> None:
+    """All prepared windows of the batch through the endpoint together."""
+    # Keyed by position: the same object may appear twice in a batch (two events).
+    ready = {str(i): job for i, job in enumerate(jobs) if job.prepared is not None}
+    if not ready:
+        return
+    files = {jid: job.prepared.windows for jid, job in ready.items() if job.prepared is not None}
+    outcome = endpoint.score_files(runtime, settings, files, budget)
+    for value in outcome.latencies_ms:
+        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=value)
+    metrics.add_metric(name="EndpointRetries", unit=MetricUnit.Count, value=outcome.retries)
+    metrics.add_metric(name="BytesSent", unit=MetricUnit.Bytes, value=outcome.bytes_sent)
+    logger.info(
+        "batch scored",
+        extra={"files": len(files), "calls": outcome.calls, "retries": outcome.retries},
+    )
+    for jid, job in ready.items():
+        if jid in outcome.rejected:
+            job.rejection, job.prepared = outcome.rejected[jid], None
+        elif jid in outcome.failed:
+            job.failure = outcome.failed[jid]
+    for jid, file_score in outcome.scores.items():
+        ready[jid].score = file_score
+
+
+@tracer.capture_method(capture_response=False)
+def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
+    """One item per file: SCORED or REJECTED; nothing for a failed file (it is retried)."""
+    if job.failure is not None:
+        return
+    now = datetime.now(UTC)
+    if job.rejection is not None:
+        item = store.rejected_item(job.ref, job.facts, job.rejection, settings, now)
+    elif job.prepared is not None and job.score is not None:
+        item = store.scored_item(job.ref, job.facts, job.prepared, job.score, settings, now)
+    else:  # not reached: every prepared file is scored, rejected or failed by score()
+        job.failure = SystemFault("file was neither scored nor rejected")
+        return
+
+    def on_retry(error: TransientError, attempt: int, delay: float) -> None:
+        metrics.add_metric(name="StoreRetries", unit=MetricUnit.Count, value=1)
+        logger.warning("table write throttled, retrying", extra={"attempt": attempt})
+
+    try:
+        written = store.put_item(dynamodb, settings.predictions_table, item, budget, on_retry)
+    except (TransientError, SystemFault) as error:
+        job.failure = error
+        logger.warning("item not written; message will be retried", extra={"error": str(error)})
+        return
+    if not written:
+        logger.info("same or newer result already stored; nothing written")
+        metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
+        return
+    if item["status"] == "REJECTED":
+        metrics.add_metric(name="FilesRejected", unit=MetricUnit.Count, value=1)
+        return
+    metrics.add_metric(name="FilesScored", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="Windows", unit=MetricUnit.Count, value=item["windows"])
+    if item["outcome"] == "ANOMALOUS":
+        metrics.add_metric(name="Anomalies", unit=MetricUnit.Count, value=1)
+    logger.info("file scored", extra={"windows": item["windows"], "outcome": item["outcome"]})

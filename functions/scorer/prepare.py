@@ -1,0 +1,272 @@
+"""Preparation (contract 2): map leads by name, fill short gaps, resample to the model's
+rate with an anti-aliasing filter, and cut model windows.
+
+Output: ``[N, window, leads]`` float32 in raw mV; the endpoint normalises each window.
+NumPy only: the Lambda has no SciPy, so :func:`resample_poly` re-implements
+``scipy.signal.resample_poly`` (Kaiser-windowed sinc, polyphase) and is tested against it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from scorer.errors import RejectedFile
+from scorer.readers import Recording
+
+MAX_GAP_SECONDS = 0.1  # gaps up to this long are interpolated; longer ones reject the file
+FLAT_PTP_MV = 1e-3  # a lead whose whole range is below 1 uV carries no ECG
+MIN_RATE_HZ = 100.0
+MAX_RATE_HZ = 20_000.0
+MAX_SECONDS = 24 * 3600  # longer recordings would not fit one table item; split them
+RATIO_MAX_DENOMINATOR = 100  # 257 Hz -> 200 Hz becomes 7/9: 0.05 % rate error, short filter
+
+
+@dataclass
+class Prepared:
+    """Model-ready windows of one file and what the table records about it."""
+
+    windows: np.ndarray  # float32 [N, window, C], raw mV
+    last_window_padded: bool
+    sampling_rate_hz: float  # the file's own rate
+    rate_assumed: bool  # True when the file gave no rate and the model's was assumed
+    leads_found: list[str] | None
+    duration_s: float
+
+
+def _lead_key(name: str) -> str:
+    """'Lead II', 'ii', ' II ' all match the model's 'II'."""
+    key = name.strip().casefold()
+    if key.startswith("lead") and len(key) > 4:
+        key = key[4:].strip(" _-")
+    return key
+
+
+def map_leads(recording: Recording, model_leads: tuple[str, ...]) -> np.ndarray:
+    """The model's leads, in the model's order, as float64 [T, len(model_leads)]."""
+    signal = recording.signal
+    needed = ", ".join(model_leads)
+    if recording.leads is None:
+        if signal.shape[1] != len(model_leads):
+            raise RejectedFile(
+                f"the file has {signal.shape[1]} unnamed channel(s); the model needs "
+                f"{len(model_leads)} leads ({needed}): name the leads, or send exactly "
+                f"{len(model_leads)} channels in the order {needed}",
+                "unnamed_channels",
+            )
+        return signal.astype(np.float64)
+    keys = [_lead_key(name) for name in recording.leads]
+    found = ", ".join(recording.leads) or "none"
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise RejectedFile(
+            f"lead name(s) {', '.join(duplicates)} appear more than once (leads found: {found})",
+            "duplicate_leads",
+        )
+    missing = [lead for lead in model_leads if _lead_key(lead) not in keys]
+    if missing:
+        raise RejectedFile(
+            f"missing lead(s) {', '.join(missing)}: leads found: {found}; "
+            f"leads needed: {needed} (names match case-insensitively)",
+            "missing_leads",
+        )
+    order = [keys.index(_lead_key(lead)) for lead in model_leads]
+    return signal[:, order].astype(np.float64)
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start indices and lengths of the True runs of a 1-D mask."""
+    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    return starts, np.flatnonzero(edges == -1) - starts
+
+
+def fill_gaps(x: np.ndarray, fs: float, names: tuple[str, ...]) -> np.ndarray:
+    """Interpolate short runs of missing samples; reject long ones, inf and flat leads."""
+    for j, name in enumerate(names):
+        col = x[:, j]
+        if np.isinf(col).any():
+            first = int(np.flatnonzero(np.isinf(col))[0])
+            raise RejectedFile(
+                f"lead {name} holds infinite values (first at {first / fs:.2f} s); "
+                "send finite numbers in mV",
+                "infinite",
+            )
+        missing = np.isnan(col)
+        if not missing.any():
+            continue
+        if missing.all():
+            raise RejectedFile(f"lead {name} holds no values (every sample is empty)", "nan_only")
+        starts, lengths = _runs(missing)
+        worst = int(np.argmax(lengths))
+        if lengths[worst] > MAX_GAP_SECONDS * fs:
+            raise RejectedFile(
+                f"lead {name} has a gap of {lengths[worst] / fs:.2f} s of empty samples starting "
+                f"at {starts[worst] / fs:.2f} s; gaps up to {MAX_GAP_SECONDS:g} s are filled, "
+                "longer ones are not: send the recording without the gap",
+                "long_gap",
+            )
+        idx = np.arange(col.size)
+        col[missing] = np.interp(idx[missing], idx[~missing], col[~missing])
+    ptp = np.ptp(x, axis=0)
+    flat = [name for name, p in zip(names, ptp, strict=True) if p < FLAT_PTP_MV]
+    if flat:
+        raise RejectedFile(
+            f"lead(s) {', '.join(flat)} are a flat line (no signal: electrode off?)", "flat_line"
+        )
+    return x
+
+
+@functools.lru_cache(maxsize=32)  # a handful of device rates: design each filter once
+def firwin_lowpass(numtaps: int, cutoff: float, beta: float = 5.0) -> np.ndarray:
+    """Kaiser-windowed sinc low-pass, unit DC gain; ``cutoff`` relative to Nyquist.
+
+    Same as ``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))``.
+    """
+    m = np.arange(numtaps) - (numtaps - 1) / 2
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, beta)
+    h /= h.sum()
+    h.flags.writeable = False  # shared by the cache
+    return h
+
+
+def _upfirdn_range(
+    h: np.ndarray, x: np.ndarray, up: int, down: int, start: int, count: int
+) -> np.ndarray:
+    """Outputs ``start .. start+count`` of upsample(x, up) * h, decimated by ``down``.
+
+    Polyphase: output k only meets the taps ``h[r::up]`` with ``r = k*down % up``, so
+    each phase is a strided dot product over x and the zeros are never multiplied.
+    """
+    taps = -(-h.size // up)
+    phases = np.zeros((up, taps))
+    for r in range(up):
+        part = h[r::up]
+        phases[r, : part.size] = part
+    last_base = ((start + count - 1) * down) // up
+    x_pad = np.concatenate(
+        (
+            np.zeros((taps - 1, x.shape[1])),
+            x,
+            np.zeros((max(0, last_base + 1 - x.shape[0]), x.shape[1])),
+        )
+    )
+    windows = np.lib.stride_tricks.sliding_window_view(x_pad, taps, axis=0)  # [.., C, taps]
+    out = np.empty((count, x.shape[1]))
+    for q in range(min(up, count)):
+        k0 = start + q
+        n = len(range(q, count, up))
+        r, base = (k0 * down) % up, (k0 * down) // up
+        # Row i of this phase reads x_pad[base + down*i .. + taps) against reversed taps.
+        out[q::up] = windows[base : base + down * (n - 1) + 1 : down] @ phases[r, ::-1]
+    return out
+
+
+def resample_poly(x: np.ndarray, up: int, down: int, padtype: str = "mean") -> np.ndarray:
+    """Resample [T, C] by ``up/down`` along axis 0, as ``scipy.signal.resample_poly`` does.
+
+    ``padtype="mean"`` (subtract the mean, filter with zeros beyond the ends, add it back)
+    keeps a baseline offset from ringing at both ends; ``"constant"`` is SciPy's default.
+    """
+    g = math.gcd(up, down)
+    up, down = up // g, down // g
+    x = np.asarray(x, dtype=np.float64)
+    if up == down == 1:
+        return x.copy()
+    n_in = x.shape[0]
+    n_out = -(-n_in * up // down)
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    h = firwin_lowpass(2 * half_len + 1, 1.0 / max_rate) * up
+    # Zero-pad the filter so output samples sit at its centre (as SciPy does).
+    n_pre_pad = down - half_len % down
+    n_pre_remove = (half_len + n_pre_pad) // down
+    n_post_pad = 0
+    while (
+        (n_in - 1) * up + h.size + n_pre_pad + n_post_pad - 1
+    ) // down + 1 < n_out + n_pre_remove:
+        n_post_pad += 1
+    h = np.concatenate((np.zeros(n_pre_pad), h, np.zeros(n_post_pad)))
+    if padtype == "mean":
+        background = x.mean(axis=0, keepdims=True)
+    elif padtype == "constant":
+        background = np.zeros((1, x.shape[1]))
+    else:
+        raise ValueError(f"padtype {padtype!r}: use 'mean' or 'constant'")
+    return _upfirdn_range(h, x - background, up, down, n_pre_remove, n_out) + background
+
+
+def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
+    """(up, down) with up/down close to fs_out/fs_in and a short filter."""
+    ratio = Fraction(fs_out / fs_in).limit_denominator(RATIO_MAX_DENOMINATOR)
+    if ratio.numerator > RATIO_MAX_DENOMINATOR:
+        ratio = Fraction(round(fs_out / fs_in * RATIO_MAX_DENOMINATOR), RATIO_MAX_DENOMINATOR)
+    return ratio.numerator, ratio.denominator
+
+
+def cut_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, bool]:
+    """Consecutive windows; a last partial window of at least half a window is padded
+    (by repeating its last sample, so no step appears) and marked, a shorter one dropped."""
+    full, rest = divmod(x.shape[0], window)
+    windows = x[: full * window].reshape(full, window, x.shape[1])
+    if rest >= window / 2:
+        tail = np.pad(x[full * window :], ((0, window - rest), (0, 0)), mode="edge")
+        return np.concatenate((windows, tail[None])), True
+    return windows, False
+
+
+def prepare(
+    recording: Recording,
+    model_leads: tuple[str, ...],
+    model_rate_hz: float,
+    window_samples: int,
+) -> Prepared:
+    """Recording -> model windows, or RejectedFile saying why not."""
+    fs, assumed = recording.fs, False
+    if fs is None:
+        if recording.format == "csv":
+            raise RejectedFile(
+                "the sampling rate is unknown: add a time column (e.g. time_s) or a comment "
+                "line '# sampling_rate_hz: 500'",
+                "no_rate",
+            )
+        # JSON and NPY without a rate are the endpoint's own formats, which are at its rate.
+        fs, assumed = model_rate_hz, True
+    if not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
+        raise RejectedFile(
+            f"sampling rate {fs:g} Hz is outside {MIN_RATE_HZ:g}..{MAX_RATE_HZ:g} Hz", "bad_rate"
+        )
+    duration = recording.signal.shape[0] / fs
+    needed_s = window_samples / model_rate_hz
+    if duration < needed_s:
+        raise RejectedFile(
+            f"the recording lasts {duration:.1f} s; the model needs at least {needed_s:g} s "
+            f"({window_samples} samples at {model_rate_hz:g} Hz)",
+            "too_short",
+        )
+    if duration > MAX_SECONDS:
+        raise RejectedFile(
+            f"the recording lasts {duration / 3600:.1f} h; split it into files of at most "
+            f"{MAX_SECONDS // 3600} h",
+            "too_long",
+        )
+    x = map_leads(recording, model_leads)
+    x = fill_gaps(x, fs, model_leads)
+    if fs != model_rate_hz:
+        up, down = rate_ratio(fs, model_rate_hz)
+        x = resample_poly(x, up, down)
+    if x.shape[0] < window_samples:  # rounding of the rate ratio can cost a sample
+        x = np.pad(x, ((0, window_samples - x.shape[0]), (0, 0)), mode="edge")
+    windows, padded = cut_windows(x, window_samples)
+    return Prepared(
+        windows=windows.astype(np.float32),
+        last_window_padded=padded,
+        sampling_rate_hz=fs,
+        rate_assumed=assumed,
+        leads_found=list(recording.leads) if recording.leads is not None else None,
+        duration_s=duration,
+    )

@@ -1,0 +1,209 @@
+"""PredictionsTable items (contract 3, layout in scorer.schema) and the conditional write.
+
+One item per (file, model version). The write is conditional on the S3 event's sequencer,
+so a redelivered event (same sequencer) never writes twice and an older event arriving
+after a newer one (smaller sequencer) never overwrites the newer result. AWS: sequencers
+are comparable only for the same key, and ones of different lengths are compared after
+right-padding the shorter with zeros; we store that padded form, so DynamoDB's own string
+comparison in the condition does the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from scorer import schema
+from scorer.config import Settings
+from scorer.endpoint import FileScore
+from scorer.errors import Budget, RejectedFile, SystemFault, TransientError, retry
+from scorer.prepare import Prepared
+
+logger = Logger(child=True)
+
+SEQUENCER_WIDTH = 32
+PROBABILITY_DIGITS = 6
+THROTTLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+}
+CONDITION = (
+    "attribute_not_exists(pk) OR attribute_not_exists(s3_sequencer_sortable) "
+    "OR s3_sequencer_sortable < :seq"
+)
+CONDITION_NO_SEQUENCER = "attribute_not_exists(pk)"
+_serializer = TypeSerializer()
+
+
+def sortable_sequencer(sequencer: str) -> str:
+    """Right-pad with zeros (AWS's rule for sequencers of different lengths), upper-case."""
+    return sequencer.strip().upper().ljust(SEQUENCER_WIDTH, "0")
+
+
+@dataclass
+class FileRef:
+    """One uploaded object, as the S3 event names it."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size_bytes: int
+    sequencer: str | None
+    uploaded_at: datetime
+
+
+@dataclass
+class FileFacts:
+    """What is known about the file when its item is written (more for SCORED than REJECTED)."""
+
+    site: str | None = None
+    device: str | None = None
+    format: str | None = None
+    patient_ref: str | None = None
+    record_id: str | None = None
+    recorded_at: datetime | None = None  # from the file's metadata, when given
+
+
+def _decimal(value: float, digits: int = PROBABILITY_DIGITS) -> Decimal:
+    return Decimal(str(round(float(value), digits)))
+
+
+def _base_item(
+    ref: FileRef,
+    facts: FileFacts,
+    outcome: schema.Outcome,
+    settings: Settings,
+    scored_at: datetime,
+) -> dict[str, Any]:
+    at = facts.recorded_at or ref.uploaded_at
+    item: dict[str, Any] = {
+        schema.PK: schema.file_pk(ref.bucket, ref.key),
+        schema.SK: schema.model_sk(settings.model_version),
+        "outcome": outcome.value,
+        "outcome_day": schema.outcome_day(outcome, at),
+        "at_key": schema.at_key(at, ref.bucket, ref.key),
+        "recorded_at": schema.iso_utc(at),
+        "recorded_at_source": "file" if facts.recorded_at else "upload",
+        "uploaded_at": schema.iso_utc(ref.uploaded_at),
+        "scored_at": schema.iso_utc(scored_at),
+        "model_version": settings.model_version,
+        "endpoint": settings.endpoint_name,
+        "bucket": ref.bucket,
+        "key": ref.key,
+        "size_bytes": ref.size_bytes,
+    }
+    optional = {
+        "site": facts.site,
+        "device": facts.device,
+        "patient_ref": facts.patient_ref,
+        "record_id": facts.record_id,
+        "format": facts.format,
+        "version_id": ref.version_id,
+        "etag": ref.etag,
+        "s3_sequencer": ref.sequencer,
+    }
+    item.update({k: v for k, v in optional.items() if v})
+    if facts.site and facts.device:
+        item["device_key"] = schema.device_key(facts.site, facts.device)
+    if ref.sequencer:
+        item["s3_sequencer_sortable"] = sortable_sequencer(ref.sequencer)
+    return item
+
+
+def scored_item(
+    ref: FileRef,
+    facts: FileFacts,
+    prepared: Prepared,
+    score: FileScore,
+    settings: Settings,
+    scored_at: datetime,
+) -> dict[str, Any]:
+    """SCORED: the file's probability is the maximum over its windows."""
+    probability = max(score.probabilities)
+    anomalous = probability > score.threshold
+    outcome = schema.Outcome.ANOMALOUS if anomalous else schema.Outcome.NORMAL
+    item = _base_item(ref, facts, outcome, settings, scored_at)
+    item.update(
+        status=schema.Status.SCORED.value,
+        label="anomalous" if anomalous else "normal",
+        probability=_decimal(probability),
+        window_probabilities=[_decimal(p) for p in score.probabilities],
+        windows=len(score.probabilities),
+        last_window_padded=prepared.last_window_padded,
+        threshold=_decimal(score.threshold),
+        sampling_rate_hz=_decimal(prepared.sampling_rate_hz, 3),
+        sampling_rate_assumed=prepared.rate_assumed,
+        duration_s=_decimal(prepared.duration_s, 3),
+    )
+    if prepared.leads_found is not None:
+        item["leads_found"] = prepared.leads_found
+    return item
+
+
+def rejected_item(
+    ref: FileRef,
+    facts: FileFacts,
+    rejection: RejectedFile,
+    settings: Settings,
+    scored_at: datetime,
+) -> dict[str, Any]:
+    """REJECTED: the reason, in words the uploader can act on, and its short code."""
+    item = _base_item(ref, facts, schema.Outcome.REJECTED, settings, scored_at)
+    item.update(
+        status=schema.Status.REJECTED.value,
+        reason=rejection.reason[:1000],
+        reason_code=rejection.code,
+    )
+    return item
+
+
+def put_item(
+    client: Any,
+    table: str,
+    item: dict[str, Any],
+    budget: Budget,
+    on_retry: Any = None,
+) -> bool:
+    """Write unless the table already holds this or a newer event's result.
+
+    Returns True when written, False when the condition kept an item from the same or a
+    newer event. Throttling and 5xx are retried within the budget (TransientError after).
+    """
+    request: dict[str, Any] = {
+        "TableName": table,
+        "Item": {k: _serializer.serialize(v) for k, v in item.items()},
+    }
+    if "s3_sequencer_sortable" in item:
+        request["ConditionExpression"] = CONDITION
+        request["ExpressionAttributeValues"] = {":seq": {"S": item["s3_sequencer_sortable"]}}
+    else:
+        request["ConditionExpression"] = CONDITION_NO_SEQUENCER
+
+    def once() -> bool:
+        try:
+            client.put_item(**request)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code == "ConditionalCheckFailedException":
+                return False
+            if code in THROTTLE_CODES or status >= 500:
+                raise TransientError(f"{code} from DynamoDB") from e
+            raise SystemFault(f"{code or status} writing to {table}") from e
+        except (BotoConnectionError, HTTPClientError) as e:
+            raise TransientError(f"{type(e).__name__} writing to DynamoDB") from e
+        return True
+
+    return retry(once, budget, on_retry)

@@ -1,0 +1,174 @@
+"""Preparation: lead mapping, gap filling, NumPy-only resampling (checked against SciPy),
+windowing, and the real PTB recording."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+from scorer.errors import RejectedFile
+from scorer.prepare import cut_windows, fill_gaps, map_leads, prepare, rate_ratio, resample_poly
+from scorer.readers import Recording, read_recording
+from scorer_helpers import ecg_like
+
+LEADS = ("I", "II", "V2")
+
+
+def _recording(
+    signal: np.ndarray, fs: float | None, leads: list[str] | None, fmt: str = "npz"
+) -> Recording:
+    return Recording(signal.astype(np.float32), fs, leads, fmt)
+
+
+@pytest.mark.parametrize(
+    ("up", "down"), [(1, 5), (2, 5), (5, 9), (4, 5), (7, 9), (2, 1), (5, 3), (1, 2)]
+)
+@pytest.mark.parametrize("length", [1, 7, 101, 2000, 5003])
+@pytest.mark.parametrize("padtype", ["constant", "mean"])
+def test_resample_poly_matches_scipy(up: int, down: int, length: int, padtype: str) -> None:
+    x = np.random.default_rng(length).normal(size=(length, 3)) + 2.0
+    ours = resample_poly(x, up, down, padtype=padtype)
+    theirs = scipy.signal.resample_poly(x, up, down, axis=0, padtype=padtype)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+
+
+def test_resampling_filters_what_the_new_rate_cannot_hold() -> None:
+    t = np.arange(10_000) / 1000
+    passband = np.sin(2 * np.pi * 10 * t)  # 10 Hz: kept
+    alias = np.sin(2 * np.pi * 150 * t)  # 150 Hz: above the new 100 Hz Nyquist, would fold to 50 Hz
+    out = resample_poly(np.column_stack([passband, alias]), 1, 5)
+    middle = slice(100, -100)  # away from the edges
+    assert np.abs(out[middle, 0]).max() == pytest.approx(1.0, abs=0.01)
+    assert np.abs(out[middle, 1]).max() < 0.01
+
+
+@pytest.mark.parametrize(
+    ("fs", "expected"), [(1000, (1, 5)), (500, (2, 5)), (360, (5, 9)), (250, (4, 5)), (100, (2, 1))]
+)
+def test_rate_ratio(fs: float, expected: tuple[int, int]) -> None:
+    assert rate_ratio(fs, 200) == expected
+
+
+def test_odd_rate_gets_a_short_filter_and_a_close_ratio() -> None:
+    up, down = rate_ratio(257.3, 200)
+    assert max(up, down) <= 100
+    assert up / down == pytest.approx(200 / 257.3, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("samples", "windows", "padded"),
+    [(2000, 1, False), (4000, 2, False), (4999, 2, False), (5000, 3, True), (5999, 3, True)],
+)
+def test_windowing_pads_a_long_tail_and_drops_a_short_one(
+    samples: int, windows: int, padded: bool
+) -> None:
+    x = np.arange(samples * 3, dtype=float).reshape(samples, 3)
+    out, was_padded = cut_windows(x, 2000)
+    assert out.shape == (windows, 2000, 3) and was_padded is padded
+    np.testing.assert_array_equal(
+        out.reshape(-1, 3)[: min(samples, windows * 2000)], x[: windows * 2000]
+    )
+    if padded:
+        assert (out[-1, -1] == x[-1]).all()  # the tail repeats the last sample
+
+
+def test_leads_map_by_name_case_insensitively_in_model_order() -> None:
+    signal = np.column_stack(
+        [np.full(10, 3.0), np.full(10, 1.0), np.full(10, 9.0), np.full(10, 2.0)]
+    )
+    out = map_leads(_recording(signal, 200, ["v2", "Lead I", "aVR", "ii"]), LEADS)
+    assert out[0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_missing_leads_reason_names_found_and_needed() -> None:
+    with pytest.raises(RejectedFile, match=r"leads found: III, I, V; leads needed: I, II, V2") as e:
+        map_leads(_recording(np.zeros((10, 3)), 200, ["III", "I", "V"]), LEADS)
+    assert e.value.code == "missing_leads"
+
+
+def test_unnamed_channels_are_taken_in_order_only_when_the_count_matches() -> None:
+    signal = np.arange(30, dtype=float).reshape(10, 3)
+    assert (map_leads(_recording(signal, 200, None), LEADS) == signal).all()
+    with pytest.raises(RejectedFile, match="2 unnamed channel"):
+        map_leads(_recording(signal[:, :2], 200, None), LEADS)
+
+
+def test_duplicate_lead_names_are_refused() -> None:
+    with pytest.raises(RejectedFile, match="more than once"):
+        map_leads(_recording(np.zeros((10, 3)), 200, ["I", "i", "V2"]), LEADS)
+
+
+def test_short_gaps_are_interpolated() -> None:
+    x = np.column_stack([np.linspace(0, 1, 1000)] * 3)
+    x[100:110, 1] = np.nan  # 10 samples at 200 Hz = 50 ms
+    filled = fill_gaps(x.copy(), 200, LEADS)
+    np.testing.assert_allclose(filled[:, 1], np.linspace(0, 1, 1000))
+
+
+def test_prepare_resamples_and_cuts_windows() -> None:
+    signal = ecg_like(25, 500, leads=("V2", "I", "II"))
+    prepared = prepare(_recording(signal, 500, ["V2", "I", "II"]), LEADS, 200, 2000)
+    assert prepared.windows.shape == (3, 2000, 3) and prepared.windows.dtype == np.float32
+    assert prepared.last_window_padded and not prepared.rate_assumed
+    reference = scipy.signal.resample_poly(signal[:, [1, 2, 0]], 2, 5, axis=0, padtype="mean")
+    np.testing.assert_allclose(prepared.windows.reshape(-1, 3)[:5000], reference, atol=1e-5)
+
+
+def test_json_without_a_rate_is_taken_at_the_model_rate_but_csv_is_not() -> None:
+    signal = ecg_like(10, 200)
+    assert prepare(_recording(signal, None, None, "json"), LEADS, 200, 2000).rate_assumed
+    with pytest.raises(RejectedFile, match="sampling rate is unknown"):
+        prepare(_recording(signal, None, None, "csv"), LEADS, 200, 2000)
+
+
+def test_real_ptb_recording_at_1000_hz_is_resampled(shared_ecg) -> None:  # type: ignore[no-untyped-def]
+    path = shared_ecg / "csv" / "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv"
+    prepared = prepare(read_recording(path.read_bytes(), path.name), LEADS, 200, 2000)
+    # 38.4 s at 200 Hz = 7680 samples: three full windows and a 1680-sample tail, which is
+    # more than half a window, so contract 2 pads it into a fourth, marked window.
+    assert prepared.windows.shape == (4, 2000, 3)
+    assert prepared.last_window_padded
+    assert prepared.sampling_rate_hz == 1000 and prepared.leads_found == ["i", "ii", "v2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "found"),
+    [
+        ("mimicdb_041s_III_I_V_16s_500hz.csv", "III, I, V"),
+        ("ptbdb_s0010_re_vxvyvz_10s_1000hz.csv", "vx, vy, vz"),
+    ],
+)
+def test_real_recordings_without_the_model_leads_are_refused(
+    shared_ecg, name: str, found: str
+) -> None:  # type: ignore[no-untyped-def]
+    recording = read_recording((shared_ecg / "csv" / name).read_bytes(), name)
+    with pytest.raises(RejectedFile, match=f"leads found: {found}; leads needed: I, II, V2"):
+        prepare(recording, LEADS, 200, 2000)
+
+
+@pytest.mark.parametrize(
+    ("fs", "leads"), [(360.0, ("MLII", "V1")), (500.0, ("II", "v2", "I", "aVR"))]
+)
+def test_synthetic_device_recordings_prepare_like_scipy(
+    monkeypatch, fs: float, leads: tuple[str, ...]
+) -> None:  # type: ignore[no-untyped-def]
+    """Realistic recordings from model_code/synthetic.py, at device rates and lead sets."""
+    monkeypatch.syspath_prepend("model_code")
+    synthetic = pytest.importorskip("synthetic")
+    signal = synthetic.synthesize("normal", 21.0, fs, leads, np.random.default_rng(7))
+    recording = _recording(signal, fs, list(leads))
+    if not {"i", "ii", "v2"} <= {lead.lower() for lead in leads}:
+        with pytest.raises(RejectedFile, match="leads needed: I, II, V2"):
+            prepare(recording, LEADS, 200, 2000)
+        return
+    prepared = prepare(recording, LEADS, 200, 2000)
+    up, down = rate_ratio(fs, 200)
+    order = [[lead.lower() for lead in leads].index(name) for name in ("i", "ii", "v2")]
+    reference = scipy.signal.resample_poly(
+        signal.astype(np.float32).astype(np.float64)[:, order], up, down, axis=0, padtype="mean"
+    )
+    assert (
+        prepared.windows.shape == (2, 2000, 3) and not prepared.last_window_padded
+    )  # 1 s tail dropped
+    np.testing.assert_allclose(prepared.windows.reshape(-1, 3), reference[:4000], atol=1e-5)
