@@ -1,0 +1,855 @@
+"""deploy_model.py against AWS stand-ins: moto (S3, IAM, STS, SageMaker, CloudWatch, Logs),
+botocore Stubber for what moto lacks (UpdateEndpoint, a failed deployment), and a small local
+HTTP server that speaks InvokeEndpoint and runs the archive's own handler in-process."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import boto3
+import numpy as np
+import pytest
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+from test_package import make_code_dir, make_model_dir
+
+import deploy_model as dm
+from deploy_model import Aws, Plan, ToolError
+
+REPO = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+BUCKET = f"sagemaker-{REGION}-{ACCOUNT}"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.0.0-cpu-py310"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checked-out-able archive of the tiny model with model_code's handler."""
+    root = tmp_path_factory.mktemp("deploy")
+    out = root / "model.tar.gz"
+    dm.package(make_model_dir(root / "model"), out, make_code_dir(root / "code"))
+    return out
+
+
+@pytest.fixture
+def moto_aws() -> Iterator[tuple[Aws, str]]:
+    """moto with an execution role that trusts SageMaker and the default bucket."""
+    with mock_aws():
+        role = boto3.client("iam").create_role(
+            RoleName="ecg-sagemaker", AssumeRolePolicyDocument=json.dumps(TRUST)
+        )["Role"]["Arn"]
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield Aws.from_environment(), role
+
+
+def plan_for(aws: Aws, role: str, archive: Path, **overrides: Any) -> Plan:
+    params: dict[str, Any] = {
+        "endpoint": "ecg-test",
+        "archive": archive,
+        "bucket": BUCKET,
+        "prefix": dm.DEFAULT_PREFIX,
+        "image": IMAGE,
+        "role": role,
+        "memory": 3072,
+        "max_concurrency": 10,
+        "provisioned": None,
+    }
+    params.update(overrides)
+    return dm.make_plan(aws, **params)
+
+
+def tags_of(sm: Any, arn: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy against moto
+
+
+def test_deploy_creates_tagged_serverless_endpoint(
+    moto_aws: tuple[Aws, str], archive: Path
+) -> None:
+    aws, role = moto_aws
+    plan = plan_for(aws, role, archive, provisioned=2)
+    out = io.StringIO()
+    dm.apply_plan(aws, plan, poll=0, out=out)
+
+    sm, s3 = aws.client("sagemaker"), aws.client("s3")
+    sha = dm.sha256_file(archive)
+    key = f"{dm.DEFAULT_PREFIX}/{sha}/model.tar.gz"
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == archive.read_bytes()
+    model = sm.describe_model(ModelName=plan.model_name)
+    env = model["PrimaryContainer"]["Environment"]
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/{key}"
+    assert env["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
+    assert env["LOG_LOCATION"].startswith("/tmp") and env["METRICS_LOCATION"].startswith("/tmp")
+    variant = sm.describe_endpoint_config(EndpointConfigName=plan.config_name)[
+        "ProductionVariants"
+    ][0]
+    assert variant["ServerlessConfig"] == {
+        "MemorySizeInMB": 3072,
+        "MaxConcurrency": 10,
+        "ProvisionedConcurrency": 2,
+    }
+    endpoint = sm.describe_endpoint(EndpointName="ecg-test")
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"] == plan.config_name
+    for arn in (
+        model["ModelArn"],
+        sm.describe_endpoint_config(EndpointConfigName=plan.config_name)["EndpointConfigArn"],
+        endpoint["EndpointArn"],
+    ):
+        assert tags_of(sm, arn)[dm.TAG_MANAGED_BY] == dm.MANAGED_BY
+    assert tags_of(sm, model["ModelArn"])[dm.TAG_SHA] == sha
+    assert "endpoint ecg-test: InService" in out.getvalue()
+
+
+def test_deploying_the_same_archive_again_creates_nothing(
+    moto_aws: tuple[Aws, str], archive: Path
+) -> None:
+    aws, role = moto_aws
+    dm.apply_plan(aws, plan_for(aws, role, archive), poll=0, out=io.StringIO())
+    again = plan_for(aws, role, archive)
+    assert (again.upload, again.create_model, again.create_config) == (False, False, False)
+    assert again.endpoint_action == "none"
+    assert dm.apply_plan(aws, again, poll=0, out=io.StringIO()) == []
+    sm = aws.client("sagemaker")
+    assert len(sm.list_models()["Models"]) == 1
+    assert len(sm.list_endpoint_configs()["EndpointConfigs"]) == 1
+
+
+def test_new_memory_size_plans_an_update_not_a_new_endpoint(
+    moto_aws: tuple[Aws, str], archive: Path
+) -> None:
+    aws, role = moto_aws
+    first = plan_for(aws, role, archive)
+    dm.apply_plan(aws, first, poll=0, out=io.StringIO())
+    bigger = plan_for(aws, role, archive, memory=4096)
+    assert bigger.model_name == first.model_name and not bigger.create_model
+    assert bigger.create_config and bigger.config_name != first.config_name
+    assert bigger.endpoint_action == "update" and bigger.current_config == first.config_name
+    assert any("update (now" in line for line in bigger.lines())
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    moto_aws: tuple[Aws, str], archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, role = moto_aws
+    code = dm.main(
+        [
+            "deploy",
+            "--archive",
+            str(archive),
+            "--role",
+            role,
+            "--image-uri",
+            IMAGE,
+            "--endpoint-name",
+            "ecg-dry",
+            "--dry-run",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "plan for endpoint ecg-dry" in out and "dry run: nothing changed" in out
+    assert "[create]" in out and "[upload]" in out
+    assert boto3.client("sagemaker").list_models()["Models"] == []
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=BUCKET)
+
+
+def test_deploy_refuses_a_failed_endpoint_instead_of_deleting_it() -> None:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    with Stubber(sm) as stub, Stubber(s3) as s3_stub:
+        s3_stub.add_client_error("head_object", "404", "Not Found", 404)
+        stub.add_client_error("describe_model", "ValidationException", "Could not find model")
+        stub.add_client_error(
+            "describe_endpoint_config", "ValidationException", "Could not find config"
+        )
+        stub.add_response("describe_endpoint", _endpoint("Failed", "old", "bad image"))
+        aws = Aws(session=None, region=REGION, _clients={"sagemaker": sm, "s3": s3})
+        with pytest.raises(ToolError, match=r"is Failed \(bad image\).*delete"):
+            plan_for(aws, "arn:aws:iam::123456789012:role/r", Path(__file__))
+
+
+# ---------------------------------------------------------------------------------------------
+# what moto lacks: UpdateEndpoint and failures, with Stubber
+
+
+def _endpoint(status: str, config: str, reason: str | None = None) -> dict[str, Any]:
+    response = {
+        "EndpointName": "ecg-test",
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/ecg-test",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": NOW,
+        "LastModifiedTime": NOW,
+    }
+    if reason:
+        response["FailureReason"] = reason
+    return response
+
+
+def _stub_plan(archive: Path, action: str) -> Plan:
+    return Plan(
+        endpoint="ecg-test",
+        region=REGION,
+        archive=archive,
+        sha="0" * 64,
+        bucket=BUCKET,
+        key="k",
+        image=IMAGE,
+        role=f"arn:aws:iam::{ACCOUNT}:role/r",
+        model_name="ecg-test-m-1",
+        config_name="ecg-test-c-new",
+        serverless={"MemorySizeInMB": 4096, "MaxConcurrency": 10},
+        env=dict(dm.CONTAINER_ENV),
+        upload=False,
+        create_model=False,
+        create_config=True,
+        endpoint_action=action,
+        current_config="ecg-test-c-old",
+    )
+
+
+def test_update_swaps_the_config_of_the_live_endpoint(archive: Path) -> None:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    with Stubber(sm) as stub:
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/new"},
+            {
+                "EndpointConfigName": "ecg-test-c-new",
+                "ProductionVariants": [
+                    {
+                        "VariantName": "AllTraffic",
+                        "ModelName": "ecg-test-m-1",
+                        "ServerlessConfig": {"MemorySizeInMB": 4096, "MaxConcurrency": 10},
+                    }
+                ],
+                "Tags": ANY,
+            },
+        )
+        # No delete_endpoint / create_endpoint stubbed: calling either fails the test.
+        stub.add_response(
+            "update_endpoint",
+            {"EndpointArn": _endpoint("Updating", "x")["EndpointArn"]},
+            {"EndpointName": "ecg-test", "EndpointConfigName": "ecg-test-c-new"},
+        )
+        stub.add_response("describe_endpoint", _endpoint("Updating", "ecg-test-c-old"))
+        stub.add_response("describe_endpoint", _endpoint("InService", "ecg-test-c-new"))
+        aws = Aws(session=None, region=REGION, _clients={"sagemaker": sm, "logs": None})
+        out = io.StringIO()
+        done = dm.apply_plan(
+            aws, _stub_plan(archive, "update"), poll=1, out=out, sleep=lambda _: None
+        )
+        stub.assert_no_pending_responses()
+    assert done[-1] == "updating endpoint ecg-test from ecg-test-c-old"
+    lines = out.getvalue().splitlines()
+    assert "endpoint ecg-test: Updating (0m00s)" in lines
+    assert "endpoint ecg-test: InService (0m00s)" in lines
+
+
+def _stub_logs(logs: Any) -> Stubber:
+    stub = Stubber(logs)
+    group = "/aws/sagemaker/Endpoints/ecg-test"
+    stub.add_response(
+        "describe_log_streams",
+        {"logStreams": [{"logStreamName": "AllTraffic/abc"}]},
+        {"logGroupName": group, "orderBy": "LastEventTime", "descending": True, "limit": 3},
+    )
+    stub.add_response(
+        "get_log_events",
+        {
+            "events": [
+                {"timestamp": 1_767_225_600_000, "message": "Loading model"},
+                {"timestamp": 1_767_225_601_000, "message": "ModelConfigError: lacks channels"},
+            ]
+        },
+        {
+            "logGroupName": group,
+            "logStreamName": "AllTraffic/abc",
+            "limit": 20,
+            "startFromHead": False,
+        },
+    )
+    return stub
+
+
+def test_failed_creation_reports_failure_reason_and_last_log_lines(archive: Path) -> None:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    logs = boto3.client("logs", region_name=REGION)
+    plan = _stub_plan(archive, "create")
+    plan.create_config = False
+    with Stubber(sm) as stub, _stub_logs(logs) as log_stub:
+        stub.add_response("create_endpoint", {"EndpointArn": _endpoint("x", "y")["EndpointArn"]})
+        stub.add_response("describe_endpoint", _endpoint("Creating", "ecg-test-c-new"))
+        reason = "The primary container for production variant AllTraffic did not pass the ping"
+        stub.add_response("describe_endpoint", _endpoint("Failed", "ecg-test-c-new", reason))
+        aws = Aws(session=None, region=REGION, _clients={"sagemaker": sm, "logs": logs})
+        with pytest.raises(ToolError) as info:
+            dm.apply_plan(aws, plan, poll=1, out=io.StringIO(), sleep=lambda _: None)
+        log_stub.assert_no_pending_responses()
+    message = str(info.value)
+    assert "endpoint ecg-test is Failed: " + reason in message
+    assert "2026-01-01 00:00:01 ModelConfigError: lacks channels" in message
+
+
+def test_update_that_rolls_back_is_reported_as_a_failure(archive: Path) -> None:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    logs = boto3.client("logs", region_name=REGION)
+    with Stubber(sm) as stub, _stub_logs(logs):
+        stub.add_response("describe_endpoint", _endpoint("InService", "ecg-test-c-old", "OOM"))
+        with pytest.raises(ToolError, match="still serves ecg-test-c-old"):
+            dm.wait_for_endpoint(
+                sm, logs, "ecg-test", "ecg-test-c-new", timeout=60, poll=1, out=io.StringIO()
+            )
+
+
+def test_wait_gives_up_after_the_timeout() -> None:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    clock = iter([0.0, 30.0, 61.0])
+    with Stubber(sm) as stub:
+        stub.add_response("describe_endpoint", _endpoint("Creating", "c"))
+        stub.add_response("describe_endpoint", _endpoint("Creating", "c"))
+        with pytest.raises(ToolError, match="still Creating after 60 s"):
+            dm.wait_for_endpoint(
+                sm,
+                None,
+                "ecg-test",
+                "c",
+                timeout=60,
+                poll=1,
+                out=io.StringIO(),
+                sleep=lambda _: None,
+                clock=lambda: next(clock),
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# preflight
+
+
+def test_preflight_passes_with_role_and_bucket(moto_aws: tuple[Aws, str]) -> None:
+    aws, role = moto_aws
+    checks, account, bucket = dm.preflight(aws, role, None, 10)
+    status = {c.name: c.ok for c in checks}
+    assert status == {
+        "credentials": True,
+        "region": True,
+        "role": True,
+        "bucket": True,
+        "quota": None,  # moto has no SageMaker quotas: reported, not failed
+    }
+    assert (account, bucket) == (ACCOUNT, BUCKET)
+
+
+def test_preflight_says_what_to_fix(
+    moto_aws: tuple[Aws, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lambda_trust = json.loads(json.dumps(TRUST).replace("sagemaker", "lambda"))
+    role = boto3.client("iam").create_role(
+        RoleName="lambda-only", AssumeRolePolicyDocument=json.dumps(lambda_trust)
+    )["Role"]["Arn"]
+    code = dm.main(["preflight", "--role", role, "--bucket", "no-such-bucket"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL role" in out and "does not trust sagemaker.amazonaws.com" in out
+    assert "Principal Service sagemaker.amazonaws.com" in out
+    assert "FAIL bucket" in out and "aws s3 mb s3://no-such-bucket" in out
+
+    monkeypatch.delenv(dm.ROLE_ENV, raising=False)
+    code = dm.main(["preflight"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"set {dm.ROLE_ENV}" in out and "ok   bucket" in out
+
+    monkeypatch.setenv(dm.ROLE_ENV, f"arn:aws:iam::{ACCOUNT}:role/missing")
+    assert dm.main(["preflight"]) == 1
+    assert "role/missing does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("requested", "ok"), [(10, True), (20, False)])
+def test_quota_check_compares_concurrency_with_the_account_quota(requested: int, ok: bool) -> None:
+    quotas = boto3.client("service-quotas", region_name=REGION)
+    names = (
+        ("Maximum total concurrency that can be allocated across all serverless endpoints", 10),
+        ("Maximum concurrency allowed per serverless endpoint", 200),
+        ("ml.m5.large for endpoint usage", 4),
+    )
+    with Stubber(quotas) as stub:
+        stub.add_response(
+            "list_service_quotas",
+            {
+                "Quotas": [
+                    {"ServiceCode": "sagemaker", "QuotaName": n, "Value": v} for n, v in names
+                ]
+            },
+            {"ServiceCode": "sagemaker"},
+        )
+        check = dm._quota_check(quotas, requested)
+    assert check.ok is ok
+    assert "across all serverless endpoints = 10" in check.detail
+    if not ok:
+        assert "request an increase" in check.fix
+
+
+def test_image_uri_comes_from_the_installed_sagemaker_sdk() -> None:
+    assert dm.resolve_image_uri("eu-west-1") == (
+        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.0.0-cpu-py310"
+    )
+    assert dm.resolve_image_uri("eu-west-1", "my/image:1") == "my/image:1"
+
+
+# ---------------------------------------------------------------------------------------------
+# status, logs, delete
+
+
+def test_status_shows_config_model_and_metrics(
+    moto_aws: tuple[Aws, str], archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws, role = moto_aws
+    plan = plan_for(aws, role, archive)
+    dm.apply_plan(aws, plan, poll=0, out=io.StringIO())
+    dims = [
+        {"Name": "EndpointName", "Value": "ecg-test"},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
+    aws.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {"MetricName": "Invocations", "Dimensions": dims, "Value": 7, "Unit": "Count"},
+            {
+                "MetricName": "ModelLatency",
+                "Dimensions": dims,
+                "Value": 4200,
+                "Unit": "Microseconds",
+            },
+        ],
+    )
+    assert dm.main(["status", "--endpoint-name", "ecg-test"]) == 0
+    out = capsys.readouterr().out
+    assert "state      InService" in out
+    assert "memory     3072 MB, max concurrency 10" in out
+    assert f"version    {dm.MODEL_VERSION}" in out
+    assert f"archive    s3://{BUCKET}/{plan.key}" in out
+    rows = {line.split()[0]: line.split()[2:] for line in out.splitlines() if line.startswith("  ")}
+    assert rows["Invocations"] == ["7"]
+    assert rows["ModelLatency"] == ["4.2", "ms"]
+    assert rows["Invocation5XXErrors"] == ["0"]
+
+    assert dm.main(["status", "--endpoint-name", "nope"]) == 1
+    assert "endpoint nope not found" in capsys.readouterr().err
+
+
+def test_logs_prints_recent_lines_and_explains_a_missing_group(
+    moto_aws: tuple[Aws, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = boto3.client("logs")
+    group = "/aws/sagemaker/Endpoints/ecg-test"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="AllTraffic/1")
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="AllTraffic/1",
+        logEvents=[
+            {"timestamp": now_ms - 7_200_000, "message": "two hours ago"},
+            {"timestamp": now_ms - 60_000, "message": "Model server started"},
+        ],
+    )
+    assert dm.main(["logs", "--endpoint-name", "ecg-test", "--since", "10m"]) == 0
+    out = capsys.readouterr().out
+    assert "Model server started" in out and "two hours ago" not in out
+    assert dm.main(["logs", "--endpoint-name", "other"]) == 1
+    assert "no log group /aws/sagemaker/Endpoints/other" in capsys.readouterr().err
+
+
+def test_logs_follow_prints_each_line_once_until_interrupted(
+    moto_aws: tuple[Aws, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = boto3.client("logs")
+    group, stream = "/aws/sagemaker/Endpoints/ecg-test", "AllTraffic/1"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": now_ms - 1000, "message": "first"}],
+    )
+    polls = []
+
+    def sleep(_: float) -> None:
+        polls.append(1)
+        if len(polls) == 1:  # a new line arrives between two polls
+            logs.put_log_events(
+                logGroupName=group,
+                logStreamName=stream,
+                logEvents=[{"timestamp": now_ms, "message": "second"}],
+            )
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dm.time, "sleep", sleep)
+    assert dm.main(["logs", "--endpoint-name", "ecg-test", "--follow", "--poll", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["first", "second"]
+
+
+def test_delete_removes_what_the_tool_created_and_nothing_else(
+    moto_aws: tuple[Aws, str], archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws, role = moto_aws
+    sm = aws.client("sagemaker")
+    dm.apply_plan(aws, plan_for(aws, role, archive), poll=0, out=io.StringIO())
+    older = plan_for(aws, role, archive, memory=2048)  # a config left by an earlier deploy
+    older.endpoint_action = "none"
+    dm.apply_plan(aws, older, poll=0, out=io.StringIO())
+    sm.create_model(
+        ModelName="someone-elses",
+        PrimaryContainer={"Image": IMAGE},
+        ExecutionRoleArn=role,
+    )
+    assert len(sm.list_endpoint_configs()["EndpointConfigs"]) == 2
+
+    assert dm.main(["delete", "--endpoint-name", "ecg-test"]) == 1  # stdin is no tty
+    assert "pass --yes" in capsys.readouterr().err
+    assert dm.main(["delete", "--endpoint-name", "ecg-test", "--yes", "--artifacts"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted endpoint ecg-test" in out
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["someone-elses"]
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sm.list_endpoints()["Endpoints"] == []
+    assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=BUCKET)
+    assert dm.main(["delete", "--endpoint-name", "ecg-test", "--yes"]) == 0
+    assert "nothing to delete" in capsys.readouterr().out
+
+
+def test_delete_refuses_an_endpoint_it_did_not_create(
+    moto_aws: tuple[Aws, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, role = moto_aws
+    sm = boto3.client("sagemaker")
+    sm.create_model(ModelName="m", PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=role)
+    sm.create_endpoint_config(
+        EndpointConfigName="c",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "m",
+                "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 1},
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName="manual", EndpointConfigName="c")
+    assert dm.main(["delete", "--endpoint-name", "manual", "--yes"]) == 1
+    assert "not created by deploy_model.py" in capsys.readouterr().err
+    assert sm.describe_endpoint(EndpointName="manual")["EndpointStatus"] == "InService"
+
+
+# ---------------------------------------------------------------------------------------------
+# invoke: against a local InvokeEndpoint double running the archive's handler in-process
+
+
+class _Runtime(BaseHTTPRequestHandler):
+    """POST /endpoints/<name>/invocations -> input_fn -> predict_fn -> output_fn."""
+
+    handler: Any = None
+    model: Any = None
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_POST(self) -> None:
+        parts = self.path.strip("/").split("/")
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        content_type = self.headers.get("Content-Type", "")
+        self.seen.append((parts[1], content_type))
+        try:
+            data = self.handler.input_fn(body, content_type)
+            answer = self.handler.output_fn(
+                self.handler.predict_fn(data, self.model), "application/json"
+            )
+            status, payload = 200, answer.encode() if isinstance(answer, str) else answer
+        except Exception as exc:
+            status = int(getattr(exc, "status_code", 500))
+            payload = json.dumps({"ErrorCode": "ModelError", "Message": str(exc)}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def local_endpoint(
+    archive: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """URL of a runtime double serving the archive's own code; and the requests it saw."""
+    root = tmp_path_factory.mktemp("unpacked")
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(root, filter="data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(root / "code"))
+        for name in ("inference", "model"):
+            mp.delitem(sys.modules, name, raising=False)
+        handler = importlib.import_module("inference")
+        _Runtime.handler, _Runtime.model = handler, handler.model_fn(str(root))
+        _Runtime.seen = []
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Runtime)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}", _Runtime.seen
+        finally:
+            server.shutdown()
+            for name in ("inference", "model"):
+                mp.delitem(sys.modules, name, raising=False)
+
+
+def _ecg(n: int | None, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shape = (2000, 3) if n is None else (n, 2000, 3)
+    return rng.normal(0.0, 0.3, shape).astype(np.float32)
+
+
+def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"}
+    full.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, str(REPO / "deploy_model.py"), *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_invoke_seed_json_prints_probability_and_label(
+    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    url, seen = local_endpoint
+    ecg = tmp_path / "seed.json"
+    ecg.write_text(json.dumps({"signals": _ecg(None).tolist()}))
+    proc = _cli(
+        ["invoke", str(ecg), "--endpoint", "ecg-local"], AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("1 window(s) of 2000 samples, sent as application/json")
+    window = lines[1].split()
+    assert window[:3] == ["window", "0", "probability"]
+    assert 0.0 <= float(window[3]) <= 1.0 and window[4] in ("normal", "anomalous")
+    assert lines[2].startswith("file: max probability") and "cnn1d_lstm_ecg_v1" in lines[2]
+    assert seen[-1] == ("ecg-local", "application/json")
+
+
+def test_invoke_npy_windows_by_runtime_url_in_batches(
+    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    url, seen = local_endpoint
+    ecg = tmp_path / "windows.npy"
+    np.save(ecg, _ecg(5))
+    runtime_url = "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/ecg-url/invocations"
+    before = len(seen)
+    proc = _cli(
+        ["invoke", str(ecg), "--endpoint", runtime_url, "--batch", "2", "--json"],
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == 5 and all(0.0 <= r["probability"] <= 1.0 for r in results)
+    assert seen[before:] == [("ecg-url", "application/x-npy")] * 3
+
+
+def test_invoke_reports_a_rejected_request(
+    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    url, _ = local_endpoint
+    ecg = tmp_path / "bad.npy"
+    bad = _ecg(1)
+    bad[0, 5, 1] = np.nan
+    np.save(ecg, bad)
+    proc = _cli(
+        ["invoke", str(ecg), "--endpoint", "ecg-local"], AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url
+    )
+    assert proc.returncode == 1
+    assert "NaN" in proc.stderr
+
+
+def test_invoke_prepares_other_recordings_with_the_pipeline_readers(
+    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    url, seen = local_endpoint
+    rng = np.random.default_rng(1)
+    signal = rng.normal(0.0, 0.3, (500 * 25, 3))  # 25 s at 500 Hz: resampled, 2.5 windows
+    ecg = tmp_path / "holter.csv"
+    rows = "\n".join(",".join(f"{v:.4f}" for v in row) for row in signal)
+    ecg.write_text("# sampling_rate_hz: 500\nI_mV,II_mV,V2_mV\n" + rows + "\n")
+    windows, how = dm.load_windows(ecg)
+    assert how == "pipeline" and windows.shape == (3, 2000, 3)
+
+    proc = _cli(
+        ["invoke", str(ecg), "--endpoint", "ecg-local"], AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "3 window(s) of 2000 samples, sent as application/x-npy" in proc.stdout
+    assert seen[-1] == ("ecg-local", "application/x-npy")
+
+    short = tmp_path / "short.csv"
+    short.write_text("# sampling_rate_hz: 500\nI,II,V2\n" + rows.split("\n", 1)[0] + "\n")
+    with pytest.raises(ToolError, match=r"short.csv: cannot be scored: .*needs at least 10 s"):
+        dm.load_windows(short)
+
+
+def test_invoke_reads_a_real_recording(shared_ecg: Path) -> None:
+    # PTB s0010_re: leads i, ii, v2 at 1000 Hz, 38.4 s -> 3 windows and a padded 4th.
+    windows, how = dm.load_windows(shared_ecg / "csv" / "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv")
+    assert how == "pipeline" and windows.shape == (4, 2000, 3)
+    assert np.isfinite(windows).all()
+
+
+def test_every_command_and_flag_has_help() -> None:
+    parser = dm.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {
+        "package", "check", "preflight", "deploy", "invoke", "status", "logs", "delete"
+    }  # fmt: skip
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+        with pytest.raises(SystemExit) as exit_info:
+            dm.main([name, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_invoke_against_moto_reports_its_canned_answer(
+    moto_aws: tuple[Aws, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # moto's InvokeEndpoint answers a fixed non-JSON body: the CLI must say so, not crash.
+    ecg = tmp_path / "seed.json"
+    ecg.write_text(json.dumps({"signals": _ecg(None).tolist()}))
+    assert dm.main(["invoke", str(ecg), "--endpoint", "ecg-test"]) == 1
+    assert "answered something that is not JSON" in capsys.readouterr().err
+
+
+def test_parse_endpoint_accepts_names_and_runtime_urls() -> None:
+    assert dm.parse_endpoint("ecg") == ("ecg", None, None)
+    assert dm.parse_endpoint(
+        "https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/ecg/invocations"
+    ) == ("ecg", "eu-west-1", None)
+    assert dm.parse_endpoint("http://127.0.0.1:8080/endpoints/ecg/invocations") == (
+        "ecg",
+        None,
+        "http://127.0.0.1:8080",
+    )
+    with pytest.raises(ToolError, match="not a runtime URL"):
+        dm.parse_endpoint("https://example.com/ecg")
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI end to end, as a user runs it, against a moto server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_against_moto_server(
+    archive: Path, local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    moto_url = f"http://127.0.0.1:{port}"
+    try:
+        session = boto3.session.Session(region_name=REGION)
+        iam, s3, sm = (session.client(s, endpoint_url=moto_url) for s in ("iam", "s3", "sagemaker"))
+        role = iam.create_role(RoleName="ecg-e2e", AssumeRolePolicyDocument=json.dumps(TRUST))[
+            "Role"
+        ]["Arn"]
+        s3.create_bucket(Bucket=BUCKET)
+        env = {
+            "AWS_ENDPOINT_URL": moto_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": local_endpoint[0],
+            dm.ROLE_ENV: role,
+        }
+        deploy = ["deploy", "--archive", str(archive), "--endpoint-name", "ecg-e2e"]
+        deploy += ["--image-uri", IMAGE, "--poll", "0"]
+
+        first = _cli(deploy, **env)
+        assert first.returncode == 0, first.stderr
+        assert "ok   role" in first.stdout and "creating endpoint ecg-e2e" in first.stdout
+        assert first.stdout.rstrip().splitlines()[-1].startswith("endpoint ecg-e2e InService")
+
+        second = _cli(deploy, **env)
+        assert second.returncode == 0, second.stderr
+        assert "nothing to do: already deployed" in second.stdout
+        assert "[up to date]" in second.stdout
+        assert len(sm.list_models()["Models"]) == 1
+        assert len(sm.list_endpoint_configs()["EndpointConfigs"]) == 1
+        assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 1
+
+        status = _cli(["status", "--endpoint-name", "ecg-e2e"], **env)
+        assert status.returncode == 0, status.stderr
+        assert "state      InService" in status.stdout and "3072 MB" in status.stdout
+
+        ecg = tmp_path / "seed.json"
+        ecg.write_text(json.dumps({"signals": _ecg(2).tolist()}))
+        invoked = _cli(["invoke", str(ecg), "--endpoint", "ecg-e2e"], **env)
+        assert invoked.returncode == 0, invoked.stderr
+        assert [line.split()[:2] for line in invoked.stdout.splitlines()[1:3]] == [
+            ["window", "0"],
+            ["window", "1"],
+        ]
+
+        deleted = _cli(["delete", "--endpoint-name", "ecg-e2e", "--yes", "--artifacts"], **env)
+        assert deleted.returncode == 0, deleted.stderr
+        assert sm.list_endpoints()["Endpoints"] == []
+        assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+        assert sm.list_models()["Models"] == []
+        assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    finally:
+        server.stop()
