@@ -17,13 +17,27 @@ $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	touch $@
 
 # The demo model is trained here (a few minutes on 2 cores) and cached in build/model/.
-$(MODEL): $(STAMP) model_code/model.py model_code/train.py model_code/synthetic.py
+$(MODEL): $(STAMP) model_code/model.py model_code/train.py model_code/synthetic.py model_code/inference.py
 	$(PY) model_code/train.py --out $(MODEL_DIR)
 
 model: $(MODEL)
 
 package: $(MODEL)
 	$(PY) deploy_model.py package --model-dir $(MODEL_DIR)
+
+# The local stack (docs/local.md) serves the packaged archive, so the demo runs what deploys.
+ARCHIVE := sagemaker_models/cnn1d_lstm_ecg_v1_sagemaker.tar.gz
+$(ARCHIVE): $(MODEL) model_code/inference.py model_code/model.py deploy_model.py
+	$(PY) deploy_model.py package --model-dir $(MODEL_DIR) --out $@
+
+demo: $(ARCHIVE)
+	$(PY) -m ecg_scorer.local.demo run
+
+local-up: $(ARCHIVE)
+	$(PY) -m ecg_scorer.local.demo up
+
+local-down:
+	$(PY) -m ecg_scorer.local.demo down
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

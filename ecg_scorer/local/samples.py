@@ -1,0 +1,285 @@
+"""Sample files for the local demo: every supported format, good and bad, synthetic and real.
+
+`write_samples` writes them under ``<out>/<site>/<device>/<file>``, the layout below
+``incoming/`` in the ingest bucket, and returns what each one should become:
+
+- synthetic normal and anomalous recordings (``model_code/synthetic.py``) as JSON in the
+  endpoint's own format ("seed"), rich JSON with metadata, CSV with unit suffixes, a time
+  column and ``# key: value`` comments, NPY and NPZ, at several sampling rates and lead sets
+  (extra leads, lower-case names, unnamed columns);
+- files the Lambda must reject with a reason: too short, a missing lead, no numbers at all,
+  a corrupt and a pickled ``.npy``, an unsupported format, and WFDB (``.hea``/``.dat``),
+  which the Lambda does not read yet;
+- the real PhysioNet recordings from ``../shared/data/ecg/csv`` when that folder exists.
+
+Synthetic recordings are drawn from a fixed seed, so the set is the same on every run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_ECG = REPO.parent / "shared" / "data" / "ecg"
+MODEL_LEADS = ("I", "II", "V2")
+MODEL_FS = 200.0
+
+# What a file should end as. Synthetic files know their truth; a real recording's label is
+# whatever the model says, so it is only expected to be scored.
+NORMAL = "normal"
+ANOMALOUS = "anomalous"
+SCORED = "scored"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One file to upload: its path below ``incoming/`` and what it should become."""
+
+    path: str  # "<site>/<device>/<file>"
+    expect: str  # NORMAL, ANOMALOUS, SCORED or REJECTED
+    what: str  # one line for people: format, rate, leads, why it is there
+
+    @property
+    def site(self) -> str:
+        return self.path.split("/")[0]
+
+    @property
+    def device(self) -> str:
+        return self.path.split("/")[1]
+
+
+def load_synthetic() -> ModuleType:
+    """``model_code/synthetic.py`` as a module, loaded by path: model_code is not a package
+    (it is the model archive's flat code/ dir), and sys.path stays untouched."""
+    path = REPO / "model_code" / "synthetic.py"
+    spec = importlib.util.spec_from_file_location("ecg_synthetic", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npz(**arrays: Any) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _csv(
+    signal: np.ndarray,
+    fs: float,
+    columns: Sequence[str],
+    comments: dict[str, str] | None = None,
+    time_column: bool = True,
+) -> bytes:
+    lines = [f"# {k}: {v}" for k, v in (comments or {}).items()]
+    header = (["time_s"] if time_column else []) + list(columns)
+    lines.append(",".join(header))
+    for i, row in enumerate(signal):
+        cells = [f"{i / fs:.4f}"] if time_column else []
+        cells += [f"{v:.4f}" for v in row]
+        lines.append(",".join(cells))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+def _rounded(signal: np.ndarray) -> list[list[float]]:
+    return [[round(float(v), 4) for v in row] for row in signal]
+
+
+def _ago(hours: float) -> str:
+    """A recorded-at time this many hours back (so "the last day" queries find the demo's)."""
+    moment = datetime.now(UTC) - timedelta(hours=hours)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def synthetic_samples(seed: int = 20261127) -> list[tuple[Sample, bytes]]:
+    """Good recordings in every format the Lambda reads, normal and anomalous."""
+    syn = load_synthetic()
+    rng = np.random.default_rng(seed)
+
+    def make(kind: str, seconds: float, fs: float, leads: Sequence[str]) -> np.ndarray:
+        return np.asarray(syn.synthesize(kind, seconds, fs, list(leads), rng), dtype=np.float32)
+
+    def expect(kind: str) -> str:
+        return ANOMALOUS if syn.is_anomalous(kind) else NORMAL
+
+    out: list[tuple[Sample, bytes]] = []
+
+    def add(path: str, kind: str, what: str, body: bytes) -> None:
+        out.append((Sample(path, expect(kind), f"{kind}: {what}"), body))
+
+    # JSON in the endpoint's own request format: one 10 s window at the model's rate.
+    for kind in ("normal", "af"):
+        x = make(kind, 10.0, MODEL_FS, MODEL_LEADS)
+        add(
+            f"clinic-a/holter-01/seed_{kind}.json",
+            kind,
+            "JSON endpoint format [2000, 3], 200 Hz",
+            _json({"signals": _rounded(x)}),
+        )
+    # Rich JSON: [T, C] with rate, leads and recording metadata.
+    for kind, fs, seconds in (("normal", 500.0, 30.0), ("st_elevation", 250.0, 20.0)):
+        x = make(kind, seconds, fs, MODEL_LEADS)
+        doc = {
+            "signals": _rounded(x),
+            "sampling_rate_hz": fs,
+            "leads": list(MODEL_LEADS),
+            "recorded_at": _ago(3),
+            "record_id": f"demo-{kind}",
+        }
+        add(
+            f"clinic-a/holter-01/rich_{kind}_{int(fs)}hz.json",
+            kind,
+            f"JSON with metadata, {int(fs)} Hz, {int(seconds)} s",
+            _json(doc),
+        )
+    # CSV: 12 leads at 500 Hz with unit suffixes, comments and a time column.
+    twelve = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    for kind in ("normal", "pvc"):
+        x = make(kind, 20.0, 500.0, twelve)
+        add(
+            f"clinic-a/ecg-cart-3/twelve_lead_{kind}.csv",
+            kind,
+            "CSV, 12 leads (I_mV ...) at 500 Hz, comments, time column",
+            _csv(x, 500.0, [f"{lead}_mV" for lead in twelve], {"sampling_rate_hz": "500"}),
+        )
+    # CSV with lower-case names at 360 Hz (the MIT-BIH rate), the model's leads reordered.
+    leads = ("v2", "ii", "i")
+    x = make("tachycardia", 15.0, 360.0, leads)
+    add(
+        "ward-b/monitor-07/lowercase_tachycardia_360hz.csv",
+        "tachycardia",
+        "CSV, lower-case leads in another order, 360 Hz",
+        _csv(x, 360.0, leads, {"sampling_rate_hz": "360", "recorded_at": _ago(5)}),
+    )
+    # NPY: unnamed [T, 3] columns in the model's order at the model's rate.
+    for kind in ("normal", "bradycardia"):
+        x = make(kind, 30.0, MODEL_FS, MODEL_LEADS)
+        add(
+            f"ward-b/monitor-07/unnamed_{kind}.npy",
+            kind,
+            "NPY [T, 3], unnamed leads in model order, 200 Hz",
+            _npy(x),
+        )
+    # NPZ: signals with rate and lead names, 1000 Hz.
+    for kind in ("normal", "wide_qrs"):
+        x = make(kind, 12.0, 1000.0, ("II", "V2", "I", "V5"))
+        body = _npz(
+            signals=x,
+            sampling_rate_hz=np.float64(1000.0),
+            leads=np.array(["II", "V2", "I", "V5"]),
+        )
+        add(
+            f"ward-b/patch-12/npz_{kind}_1000hz.npz",
+            kind,
+            "NPZ with leads and rate, 4 leads at 1000 Hz",
+            body,
+        )
+    return out
+
+
+def bad_samples(seed: int = 7) -> list[tuple[Sample, bytes]]:
+    """Files the Lambda must reject, each with a reason a person can act on."""
+    syn = load_synthetic()
+    rng = np.random.default_rng(seed)
+    out: list[tuple[Sample, bytes]] = []
+
+    def add(path: str, what: str, body: bytes) -> None:
+        out.append((Sample(path, REJECTED, what), body))
+
+    short = syn.synthesize("normal", 4.0, MODEL_FS, list(MODEL_LEADS), rng)
+    add(
+        "clinic-a/holter-01/too_short.json",
+        "4 s recording: shorter than one 10 s window",
+        _json(
+            {"signals": _rounded(short), "sampling_rate_hz": MODEL_FS, "leads": list(MODEL_LEADS)}
+        ),
+    )
+    other = syn.synthesize("normal", 12.0, 500.0, ["I", "aVR", "V5"], rng)
+    add(
+        "clinic-a/ecg-cart-3/missing_lead_ii.csv",
+        "CSV without leads II and V2",
+        _csv(other, 500.0, ["I", "aVR", "V5"], {"sampling_rate_hz": "500"}),
+    )
+    add(
+        "ward-b/monitor-07/all_nan.npy",
+        "NPY holding only NaN",
+        _npy(np.full((4000, 3), np.nan, dtype=np.float32)),
+    )
+    add("ward-b/monitor-07/corrupt.npy", "bytes that are not a .npy file", b"\x93NUMPY garbage")
+    pickled = _pickled_npy()
+    add("ward-b/monitor-07/pickled_objects.npy", "NPY of Python objects (needs pickle)", pickled)
+    add("ward-b/patch-12/notes.txt", "not an ECG format", b"patient was resting\n")
+    add("ward-b/patch-12/empty.csv", "empty file", b"")
+    return out
+
+
+def _pickled_npy() -> bytes:
+    """An object-dtype .npy, which only unpickling could read: the Lambda must refuse it."""
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"lead": "I"}, None], dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+def real_samples(shared: Path = SHARED_ECG) -> list[tuple[Sample, bytes]]:
+    """The real PhysioNet recordings, as the files are (empty when the folder is absent)."""
+    out: list[tuple[Sample, bytes]] = []
+    csv_dir = shared / "csv"
+    notes: dict[str, tuple[str, str]] = {
+        "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv": (SCORED, "real PTB i, ii, v2 at 1000 Hz"),
+        "mimicdb_041s_III_I_V_16s_500hz.csv": (REJECTED, "real MIMIC III, I, V: no lead II"),
+        "ptbdb_s0010_re_vxvyvz_10s_1000hz.csv": (REJECTED, "real PTB Frank leads only"),
+    }
+    if csv_dir.is_dir():
+        for path in sorted(csv_dir.glob("*.csv")):
+            expect, what = notes.get(path.name, (SCORED, "real recording"))
+            out.append((Sample(f"physionet/csv/{path.name}", expect, what), path.read_bytes()))
+    wfdb = shared / "wfdb"
+    for name in ("test01_00s.hea", "test01_00s.dat"):
+        if (wfdb / name).is_file():
+            what = "real WFDB file: not a format the Lambda reads yet"
+            out.append(
+                (Sample(f"physionet/wfdb/{name}", REJECTED, what), (wfdb / name).read_bytes())
+            )
+    return out
+
+
+def all_samples(shared: Path = SHARED_ECG) -> list[tuple[Sample, bytes]]:
+    return synthetic_samples() + bad_samples() + real_samples(shared)
+
+
+def write_samples(
+    out_dir: Path,
+    shared: Path = SHARED_ECG,
+    make: Callable[[Path], list[tuple[Sample, bytes]]] = all_samples,
+) -> list[Sample]:
+    """Write every sample under ``out_dir/<site>/<device>/<file>``; return them in order."""
+    samples = []
+    for sample, body in make(shared):
+        path = out_dir / sample.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        samples.append(sample)
+    return samples

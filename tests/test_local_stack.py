@@ -1,0 +1,373 @@
+"""The local stack: files uploaded through S3 travel the real queue, poller, Lambda handler and
+local SageMaker endpoint into DynamoDB; every file is accounted for; a message that keeps
+failing lands in the DLQ after 5 receives and `ecg-scorer redrive` replays it once fixed; the
+query tool returns what was stored. Servers listen on 127.0.0.1 only; nothing reaches AWS."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from scorer import config as scorer_config
+from scorer import schema
+
+from ecg_scorer import cli
+from ecg_scorer.local import demo, poller, samples, stack
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_DIR = REPO / "build" / "model"
+CODE_DIR = REPO / "model_code"
+RESULT_TIMEOUT_S = 120.0
+
+
+# ------------------------------------------------------------------ no servers
+
+
+def test_lambda_gets_every_variable_it_requires_from_template_and_model_config() -> None:
+    template = stack.load_template()
+    resources = stack.Resources(
+        moto_url="http://127.0.0.1:1",
+        bucket="b",
+        queue_url="http://127.0.0.1:1/123456789012/q",
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:q",
+        dead_letter_queue_url="http://127.0.0.1:1/123456789012/dlq",
+        dead_letter_queue_arn="arn:aws:sqs:us-east-1:123456789012:dlq",
+        table="t",
+    )
+    model_config = {
+        "model_version": "m_v9",
+        "leads": ["I", "II", "V2"],
+        "sampling_rate_hz": 200,
+        "window_samples": 2000,
+    }
+    settings = stack.lambda_settings(template, stack.LocalNames(), resources, model_config, "ep")
+
+    loaded = scorer_config.load_settings(settings.environment)
+    assert loaded.predictions_table == "t"
+    assert loaded.endpoint_name == "ep"
+    assert loaded.model_version == "m_v9"
+    assert loaded.model_leads == ("I", "II", "V2")
+    assert settings.report_batch_item_failures
+    assert settings.batch_size >= 1
+
+
+def test_local_table_has_the_template_keys_and_schema_indexes() -> None:
+    definition = stack.table_definition(stack.load_template(), "t")
+    indexes = {
+        i["IndexName"]: tuple(k["AttributeName"] for k in i["KeySchema"])
+        for i in definition["GlobalSecondaryIndexes"]
+    }
+    assert indexes == schema.INDEXES
+    assert [k["AttributeName"] for k in definition["KeySchema"]] == [schema.PK, schema.SK]
+
+
+def test_sqs_records_read_like_lambda_events() -> None:
+    message = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "rh-1",
+        "Body": '{"Records": []}',
+        "MD5OfBody": "d41d8cd98f00b204e9800998ecf8427e",
+        "Attributes": {"ApproximateReceiveCount": "3", "SentTimestamp": "1700000000000"},
+        "MessageAttributes": {"trace": {"StringValue": "x", "DataType": "String"}},
+    }
+    arn = "arn:aws:sqs:us-east-1:123456789012:q"
+    event = SQSEvent({"Records": [poller.sqs_record(message, arn, "us-east-1")]})
+    record = next(iter(event.records))
+
+    assert record.message_id == "m-1"
+    assert record.receipt_handle == "rh-1"
+    assert record.attributes.approximate_receive_count == "3"
+    assert record.message_attributes["trace"].string_value == "x"
+    assert record.event_source == "aws:sqs"
+    assert record.event_source_arn == arn
+    assert record.aws_region == "us-east-1"
+    assert record.md5_of_body == message["MD5OfBody"]
+
+
+@pytest.mark.parametrize(
+    ("response", "kept"),
+    [
+        ({"batchItemFailures": []}, set()),
+        (None, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, {"b"}),
+        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, {"a", "b", "c"}),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, {"a", "b", "c"}),
+        ({"batchItemFailures": "b"}, {"a", "b", "c"}),
+    ],
+)
+def test_batch_item_failures_follow_lambda_rules(response: Any, kept: set[str]) -> None:
+    assert poller.failed_ids(response, {"a", "b", "c"}) == kept
+
+
+def test_samples_cover_every_format_and_bad_files(tmp_path: Path) -> None:
+    written = samples.write_samples(tmp_path, shared=tmp_path / "absent")
+    suffixes = {Path(s.path).suffix for s in written if s.expect != samples.REJECTED}
+    assert suffixes == {".json", ".csv", ".npy", ".npz"}
+    assert {s.expect for s in written} >= {samples.NORMAL, samples.ANOMALOUS, samples.REJECTED}
+    for sample in written:
+        assert (tmp_path / sample.path).is_file()
+        assert len(sample.path.split("/")) == 3  # site/device/file, as below incoming/
+
+
+def test_demo_table_names_every_file_and_why_it_has_no_score() -> None:
+    rejected = demo.FileResult(
+        samples.Sample("s/d/short.json", samples.REJECTED, ""),
+        "incoming/s/d/short.json",
+        item={"status": "REJECTED", "reason": "the recording lasts 4.0 s"},
+    )
+    scored = demo.FileResult(
+        samples.Sample("s/d/af.csv", samples.ANOMALOUS, ""),
+        "incoming/s/d/af.csv",
+        item={"status": "SCORED", "probability": Decimal("0.25"), "label": "normal", "windows": 2},
+    )
+    dead = demo.FileResult(samples.Sample("s/d/x.npy", samples.NORMAL, ""), "k", in_dlq=True)
+    missing = demo.FileResult(samples.Sample("s/d/y.npy", samples.NORMAL, ""), "k2")
+    lines = demo.results_table([rejected, scored, dead, missing]).splitlines()
+
+    assert "the recording lasts 4.0 s" in lines[2]
+    assert "0.250" in lines[3] and "anomalous (!)" in lines[3]  # the model missed it
+    assert "IN DLQ" in lines[4]
+    assert "MISSING" in lines[5] and "no result in the table" in lines[5]
+    assert [r.accounted for r in (rejected, scored, dead, missing)] == [True, True, True, False]
+
+
+# ------------------------------------------------------------------ the running stack
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[stack.LocalStack]:
+    if not (MODEL_DIR / "model.pth").is_file():
+        pytest.skip("no trained model in build/model: run `make model`")
+    work = REPO / "build" / "test-local-stack"
+    shutil.rmtree(work, ignore_errors=True)  # fresh logs: a test reads the poller's
+    # A short visibility timeout: a failed message comes back within the test's patience.
+    local = stack.start(MODEL_DIR, CODE_DIR, work, visibility_timeout_s=10)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in local.client_env().items():
+                mp.setenv(name, value)
+            yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def uploaded(running: stack.LocalStack) -> list[demo.FileResult]:
+    """Every demo sample (with the real recordings when present) uploaded and waited for."""
+    root = running.work_dir / "samples"
+    written = samples.write_samples(root)
+    keys = demo.upload(boto3.client("s3"), running.resources.bucket, root, written)
+    results = [demo.FileResult(s, k) for s, k in zip(written, keys, strict=True)]
+    demo.wait_for_results(running, results, RESULT_TIMEOUT_S)
+    return results
+
+
+def run_cli(*argv: str) -> str:
+    out = io.StringIO()
+    assert cli.main(list(argv), out=out) == 0
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_every_uploaded_file_ends_scored_or_rejected(uploaded: list[demo.FileResult]) -> None:
+    missing = [r.key for r in uploaded if r.item is None]
+    assert missing == []
+    for r in uploaded:
+        assert r.item is not None
+        if r.sample.expect == samples.REJECTED:
+            assert r.item["status"] == "REJECTED", r.key
+            assert len(r.item["reason"]) > 10, r.key
+        else:
+            assert r.item["status"] == "SCORED", (r.key, r.item.get("reason"))
+            assert 0.0 <= float(r.item["probability"]) <= 1.0
+            assert r.item["windows"] >= 1
+        assert (r.item["site"], r.item["device"]) == (r.sample.site, r.sample.device)
+
+
+@pytest.mark.slow
+def test_unsupported_formats_are_rejected_with_the_format_named(
+    uploaded: list[demo.FileResult],
+) -> None:
+    wfdb = [r for r in uploaded if r.key.endswith((".hea", ".dat"))]
+    if not wfdb:
+        pytest.skip("real WFDB recordings not found beside the repo")
+    for r in wfdb:
+        assert r.item is not None
+        assert "WFDB" in r.item["reason"]
+
+
+@pytest.mark.slow
+def test_query_tool_returns_what_was_stored(
+    running: stack.LocalStack, uploaded: list[demo.FileResult]
+) -> None:
+    items = {r.key: r.item for r in uploaded if r.item is not None}
+    bucket = running.resources.bucket
+
+    def keys(output: str) -> list[str]:
+        return [row["key"] for row in json.loads(output)]
+
+    # 1. one file
+    key, item = next((k, i) for k, i in items.items() if i["status"] == "SCORED")
+    shown = json.loads(run_cli("result", f"s3://{bucket}/{key}", "--format", "json"))
+    assert [(r["key"], r["probability"]) for r in shown] == [(key, float(item["probability"]))]
+
+    # 2. a device's and a site's results, newest first
+    device = [k for k, i in items.items() if i["device_key"] == "ward-b/monitor-07"]
+    got = keys(run_cli("device", "ward-b", "monitor-07", "--since", "2d", "--format", "json"))
+    assert sorted(got) == sorted(device)
+    at = [items[k]["at_key"] for k in got]
+    assert at == sorted(at, reverse=True)
+    site = [k for k, i in items.items() if i["site"] == "clinic-a"]
+    got = keys(run_cli("site", "clinic-a", "--since", "2d", "--format", "json"))
+    assert sorted(got) == sorted(site)
+
+    # 3. anomalies, most probable first
+    anomalous = [k for k, i in items.items() if i.get("outcome") == "ANOMALOUS"]
+    got = keys(run_cli("anomalies", "--since", "2d", "--format", "json"))
+    assert sorted(got) == sorted(anomalous)
+    probabilities = [float(items[k]["probability"]) for k in got]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+    # 4. rejected files
+    rejected = [k for k, i in items.items() if i["status"] == "REJECTED"]
+    got = keys(run_cli("rejected", "--since", "2d", "--format", "json"))
+    assert sorted(got) == sorted(rejected)
+
+    # 5. export of the range
+    lines = run_cli("export", "--since", "2d", "--format", "jsonl").splitlines()
+    exported = {json.loads(line)["key"] for line in lines}
+    assert exported >= set(items)
+
+
+@pytest.mark.slow
+def test_local_endpoint_answers_and_fails_like_sagemaker(running: stack.LocalStack) -> None:
+    runtime = boto3.client("sagemaker-runtime")
+    body = io.BytesIO()
+    np.save(body, np.zeros((2, 2000, 3), dtype=np.float32))
+    answer = runtime.invoke_endpoint(
+        EndpointName=running.endpoint_name,
+        Body=body.getvalue(),
+        ContentType="application/x-npy",
+        Accept="application/json",
+    )
+    scores = json.loads(answer["Body"].read())
+    assert len(scores) == 2
+    assert {s["model_version"] for s in scores} == {
+        running.lambda_settings.environment["MODEL_VERSION"]
+    }
+
+    with pytest.raises(runtime.exceptions.ModelError) as bad:
+        runtime.invoke_endpoint(
+            EndpointName=running.endpoint_name, Body=b"{not json", ContentType="application/json"
+        )
+    assert bad.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert bad.value.response["OriginalStatusCode"] == 400
+    assert "Traceback" not in bad.value.response["OriginalMessage"]
+
+    with pytest.raises(runtime.exceptions.ValidationError, match="not found"):
+        runtime.invoke_endpoint(
+            EndpointName="no-such-endpoint", Body=b"{}", ContentType="application/json"
+        )
+
+
+def _dlq_depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+@pytest.mark.slow
+def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
+    running: stack.LocalStack, tmp_path: Path
+) -> None:
+    sqs = boto3.client("sqs")
+    s3 = boto3.client("s3")
+    queue, dlq = running.resources.queue_url, running.resources.dead_letter_queue_url
+    redrive = json.loads(
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["RedrivePolicy"])["Attributes"][
+            "RedrivePolicy"
+        ]
+    )
+    assert redrive["maxReceiveCount"] == 5
+    assert _dlq_depth(sqs, dlq) == 0
+
+    source = tmp_path / "seed.json"
+    signal = np.zeros((2000, 3)) + np.sin(np.arange(2000) / 20.0)[:, None]
+    source.write_text(json.dumps({"signals": signal.round(4).tolist()}), encoding="utf-8")
+    key = "incoming/dlq-site/dlq-device/seed.json"
+
+    # A system error: the function is configured with an endpoint that does not exist.
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "1"})
+    running.restart_poller({"ENDPOINT_NAME": "no-such-endpoint"}, batching_window_s=0)
+    try:
+        s3.upload_file(str(source), running.resources.bucket, key)
+        deadline = time.monotonic() + 90
+        while _dlq_depth(sqs, dlq) == 0:
+            assert time.monotonic() < deadline, stack.tail(running.log_dir / "poller.log")
+            time.sleep(0.5)
+    finally:
+        sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "10"})
+        running.restart_poller()
+
+    version = running.lambda_settings.environment["MODEL_VERSION"]
+    ddb = boto3.client("dynamodb")
+    assert (
+        demo.find_item(ddb, running.resources.table, running.resources.bucket, key, version) is None
+    )
+    assert (running.resources.bucket, key) in demo.dlq_keys(sqs, dlq)
+    # The handler saw the message exactly maxReceiveCount times before SQS dead-lettered it.
+    log = (running.log_dir / "poller.log").read_text(encoding="utf-8")
+    retried = [
+        i for ids in re.findall(r"left for retry: \[([^\]]*)\]", log) for i in ids.split(",") if i
+    ]
+    assert len(set(retried)) == 1
+    assert len(retried) == 5
+
+    time.sleep(2.5)  # let the peek above (visibility 2 s) expire, so redrive sees the message
+    assert "moved 1 message" in run_cli("redrive")
+    result = demo.FileResult(samples.Sample("dlq-site/dlq-device/seed.json", "scored", ""), key)
+    demo.wait_for_results(running, [result], RESULT_TIMEOUT_S)
+    assert result.item is not None
+    assert result.item["status"] == "SCORED"
+    assert _dlq_depth(sqs, dlq) == 0
+
+
+@pytest.mark.slow
+def test_local_up_leaves_the_stack_running_until_down(tmp_path: Path) -> None:
+    if not (MODEL_DIR / "model.pth").is_file():
+        pytest.skip("no trained model in build/model: run `make model`")
+    base = [sys.executable, "-m", "ecg_scorer.local.demo"]
+    flags = ["--work-dir", str(tmp_path), "--archive", str(tmp_path / "none.tar.gz")]
+    up = subprocess.run(
+        [*base, "up", *flags], capture_output=True, text=True, timeout=180, cwd=REPO, check=False
+    )
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((tmp_path / "stack.json").read_text(encoding="utf-8"))
+        assert f"s3://{state['bucket']}/incoming/" in up.stdout
+        assert "ecg-scorer upload" in up.stdout
+        assert "ecg-scorer anomalies" in up.stdout
+        s3 = boto3.client("s3", endpoint_url=state["moto_url"])
+        assert state["bucket"] in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        pid = int((tmp_path / "stack.pid").read_text(encoding="utf-8"))
+    finally:
+        down = subprocess.run(
+            [*base, "down", *flags], capture_output=True, text=True, timeout=60, cwd=REPO
+        )
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not (tmp_path / "stack.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
