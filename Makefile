@@ -17,7 +17,8 @@ $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	touch $@
 
 # The demo model is trained here (a few minutes on 2 cores) and cached in build/model/.
-$(MODEL): $(STAMP) model_code/model.py model_code/train.py model_code/synthetic.py model_code/inference.py
+# Order-only on the venv: reinstalling packages does not retrain the model.
+$(MODEL): model_code/model.py model_code/train.py model_code/synthetic.py model_code/inference.py | $(STAMP)
 	$(PY) model_code/train.py --out $(MODEL_DIR)
 
 model: $(MODEL)

@@ -284,7 +284,9 @@ def train(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     pos_weight = torch.tensor(float((y < 0.5).sum() / max(1.0, float((y > 0.5).sum()))))
     losses = []
-    with tqdm(total=steps, desc="training", unit="batch") as bar:
+    # In a log (CI, make demo piped) redraw every 15 s instead of filling it with bars.
+    interval = 0.1 if sys.stderr.isatty() else 15.0
+    with tqdm(total=steps, desc="training", unit="batch", mininterval=interval) as bar:
         for epoch in range(epochs):
             net.train()
             order = torch.randperm(len(xt), generator=gen)
@@ -301,7 +303,7 @@ def train(
                 sched.step()
                 total += loss.item() * len(idx)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
             losses.append(total / len(xt))
     return losses
 
