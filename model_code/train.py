@@ -11,33 +11,38 @@ on the same machine and torch build.
 
 With ``--data DIR`` it learns from your own labelled recordings instead. ``DIR`` holds
 ``labels.csv`` with a header ``file,label`` (label ``0``/``1`` or ``normal``/``anomalous``;
-``file`` relative to ``DIR``) and the recordings it names:
-
-- ``.npy``: a ``[T, 3]`` array, leads I, II, V2 in that order, mV (no pickles);
-- ``.npz``: the same array under the key ``signals`` (or the archive's only array);
-- ``.csv``: a header naming the leads (``I,II,V2``; case and unit suffixes such as
-  ``II_mV`` ignored; other columns, e.g. time, ignored), ``#`` comment lines allowed.
-
-Recordings must be at 200 Hz unless ``--data-fs`` says otherwise (they are then resampled
-with scipy's polyphase filter). Each recording is cut into consecutive 2000-sample
-windows that inherit its label; recordings, not windows, are split between training and
-held-out so no recording is scored on windows it was trained on.
+``file`` relative to ``DIR``) and the recordings it names, in any format the scoring
+Lambda accepts (.json, .csv, .npy, .npz). Each file goes through the Lambda's own code
+(``scorer.readers.read_recording`` then ``scorer.prepare.prepare``): same lead matching,
+gap filling, resampling and windows, so the model is trained on inputs prepared exactly
+as they will be served. ``--data-fs`` gives the rate of files that do not state their
+own. A file the Lambda would reject stops training; every such row is listed first.
+A padded last window is kept, as the Lambda scores it too. Windows inherit their
+recording's label; recordings, not windows, are split between training and held-out so
+no recording is scored on windows it was trained on.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import platform
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+# The Lambda's own reader and preparation (functions/scorer, installed in the dev venv), so
+# a model trained here sees its files exactly as the Lambda will serve them. train.py runs
+# only in the dev venv; the container's code (inference.py, model.py) never imports scorer.
+from scorer.errors import RejectedFile
+from scorer.prepare import Prepared, prepare
+from scorer.readers import read_recording
 from tqdm import tqdm
 
 from inference import CONFIG_NAME, DEFAULT_STD_FLOOR_MV, WEIGHTS_NAME, normalise
@@ -62,6 +67,7 @@ ARCHITECTURE: dict[str, Any] = {
     "dropout": 0.1,
 }
 LABEL_WORDS = {"0": 0, "1": 1, "normal": 0, "anomalous": 1, "abnormal": 1, "anomaly": 1}
+MAX_PROBLEMS_SHOWN = 20  # a folder of mostly bad files lists the first ones and a count
 
 
 class DataError(ValueError):
@@ -86,87 +92,38 @@ def _parse_label(value: str, where: str) -> int:
     return LABEL_WORDS[key]
 
 
-def _lead_key(name: str) -> str:
-    key = name.strip().upper()
-    for suffix in ("_MV", "(MV)", " MV"):
-        key = key.removesuffix(suffix)
-    return key.strip()
-
-
-def _read_csv(path: Path) -> tuple[np.ndarray, float | None]:
-    fs: float | None = None
-    header: list[str] | None = None
-    rows: list[list[str]] = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if not row or not "".join(row).strip():
-                continue
-            if row[0].lstrip().startswith("#"):
-                key, _, value = ",".join(row).lstrip("# ").partition(":")
-                if key.strip().lower() in ("sampling_rate_hz", "fs", "sampling_rate"):
-                    fs = float(value)
-                continue
-            if header is None:
-                header = row
-            else:
-                rows.append(row)
-    if header is None:
-        raise DataError(f"{path.name}: no header row naming the leads")
-    keys = [_lead_key(h) for h in header]
-    missing = [lead for lead in LEADS if lead not in keys]
-    if missing:
-        raise DataError(
-            f"{path.name}: columns {header} lack lead(s) {missing}; the model needs {LEADS}"
+def _training_reason(error: RejectedFile) -> str:
+    """The Lambda's reason, except where train.py offers its own fix (matched by code)."""
+    if error.code == "no_rate":
+        # The Lambda's reason is about uploads (S3 metadata); here --data-fs is the fix.
+        return (
+            "the file does not state its sampling rate: pass --data-fs RATE for such files "
+            "(to be scored, the file or its S3 upload metadata must state it)"
         )
-    cols = [keys.index(lead) for lead in LEADS]
-    try:
-        data = np.array([[float(r[i]) if r[i].strip() else np.nan for i in cols] for r in rows])
-    except (ValueError, IndexError) as e:
-        raise DataError(
-            f"{path.name}: non-numeric value or short row ({e.__class__.__name__})"
-        ) from e
-    return data, fs
+    return error.reason
 
 
-def read_recording(path: Path) -> tuple[np.ndarray, float | None]:
-    """One recording as ``[T, 3]`` float64 mV (leads I, II, V2) and its rate if stated."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        fs = None
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if "signals" in names:
-                arr = npz["signals"]
-            elif len(names) == 1:
-                arr = npz[names[0]]
-            else:
-                raise DataError(f"{path.name}: holds {names}; put the array under 'signals'")
-            fs = float(npz["sampling_rate_hz"]) if "sampling_rate_hz" in names else None
-    elif suffix == ".csv":
-        arr, fs = _read_csv(path)
-    else:
-        raise DataError(f"{path.name}: unsupported file type; use .npy, .npz or .csv")
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != len(LEADS):
-        raise DataError(
-            f"{path.name}: shape {list(arr.shape)}; expected [T, {len(LEADS)}] (leads {LEADS})"
-        )
-    return arr, fs
+def prepare_file(path: Path, data_fs: float | None) -> Prepared:
+    """One training file read and cut into windows exactly as the Lambda serves it.
+
+    ``data_fs`` is the rate of a file that does not state its own; a stated rate wins.
+    Raises :class:`RejectedFile` when the Lambda would reject the file.
+    """
+    recording = read_recording(path.read_bytes(), path.name)
+    if recording.fs is None and data_fs is not None:
+        recording = dataclasses.replace(recording, fs=data_fs)
+    return prepare(recording, tuple(LEADS), FS, WINDOW)
 
 
-def _resample(x: np.ndarray, fs: float) -> np.ndarray:
-    if abs(fs - FS) < 1e-6:
-        return x
-    from scipy.signal import resample_poly  # only needed for other rates
+def load_user_data(
+    folder: Path, data_fs: float | None = None
+) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """Windows per recording (``[n_i, 2000, 3]`` each), one label per recording, and how
+    many of the windows are a padded last window.
 
-    ratio = Fraction(FS / fs).limit_denominator(1000)
-    return np.asarray(resample_poly(x, ratio.numerator, ratio.denominator, axis=0))
-
-
-def load_user_data(folder: Path, data_fs: float) -> tuple[list[np.ndarray], np.ndarray]:
-    """Windows per recording (``[n_i, 2000, 3]`` each) and one label per recording."""
+    Every row of labels.csv is checked before training starts, so one run lists every
+    file to fix.
+    """
     labels_path = folder / "labels.csv"
     if not labels_path.is_file():
         raise DataError(f"{labels_path} not found; it needs the header 'file,label'")
@@ -177,30 +134,42 @@ def load_user_data(folder: Path, data_fs: float) -> tuple[list[np.ndarray], np.n
         entries = list(reader)
     recordings: list[np.ndarray] = []
     labels: list[int] = []
+    padded = 0
+    problems: list[str] = []
     for line, entry in enumerate(entries, start=2):
+        name = (entry["file"] or "").strip()
         where = f"{labels_path.name} line {line}"
-        label = _parse_label(entry["label"] or "", where)
-        path = (folder / (entry["file"] or "").strip()).resolve()
-        if not path.is_relative_to(folder.resolve()) or not path.is_file():
-            raise DataError(f"{where}: file not found inside {folder}")
-        x, fs = read_recording(path)
-        x = _resample(x, fs or data_fs)
-        n = x.shape[0] // WINDOW
-        if n == 0:
-            raise DataError(f"{path.name}: shorter than one {WINDOW}-sample window at {FS} Hz")
-        windows = x[: n * WINDOW].reshape(n, WINDOW, len(LEADS))
-        keep = np.isfinite(windows).all(axis=(1, 2))
-        if not keep.any():
-            raise DataError(f"{path.name}: every window has NaN or infinite values")
-        recordings.append(windows[keep].astype(np.float32))
+        path = (folder / name).resolve()
+        try:
+            label = _parse_label(entry["label"] or "", where)
+            if not name or not path.is_relative_to(folder.resolve()) or not path.is_file():
+                raise DataError(f"{where}: file not found inside {folder}")
+            prepared = prepare_file(path, data_fs)
+        except DataError as e:
+            problems.append(str(e))
+            continue
+        except RejectedFile as e:
+            problems.append(f"{where}: {name}: {_training_reason(e)}")
+            continue
+        recordings.append(prepared.windows)
         labels.append(label)
+        padded += int(prepared.last_window_padded)
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
+        raise DataError(
+            f"{len(problems)} of {len(entries)} rows of {labels_path.name} cannot be used; "
+            "fix or remove them:\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else "")
+        )
     y = np.array(labels)
     if len(recordings) < 10 or y.min() == y.max():
         raise DataError(
             f"{labels_path.name}: need at least 10 recordings with both labels; "
             f"found {len(recordings)} ({int(y.sum())} anomalous)"
         )
-    return recordings, y
+    return recordings, y, padded
 
 
 def user_split(
@@ -346,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-size", type=int, default=8000, help="synthetic windows")
     parser.add_argument("--held-out-size", type=int, default=2000, help="synthetic windows")
     parser.add_argument("--data", type=Path, help="folder with labels.csv and recordings")
-    parser.add_argument("--data-fs", type=float, default=FS, help="rate of --data files (Hz)")
+    parser.add_argument(
+        "--data-fs",
+        type=float,
+        help="rate (Hz) of --data files that do not state their own (e.g. bare .npy)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args(argv)
 
@@ -357,12 +330,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.data is not None:
         try:
-            recordings, rec_labels = load_user_data(args.data, args.data_fs)
+            recordings, rec_labels, padded = load_user_data(args.data, args.data_fs)
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         x_tr, y_tr, x_te, y_te = user_split(recordings, rec_labels, rng)
         data_desc = f"user recordings ({len(recordings)} files)"
+        extra: dict[str, Any] = {"padded_windows": padded}
+        print(
+            f"{len(recordings)} recordings, {len(y_tr) + len(y_te)} windows "
+            f"({padded} of them a padded last window)"
+        )
         kinds_te: list[str] | None = None
     else:
         print(f"generating {args.train_size} + {args.held_out_size} synthetic windows ...")
@@ -372,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             args.held_out_size, np.random.default_rng([args.seed, 2])
         )
         data_desc = "synthetic (synthetic.py): normal vs " + ", ".join(ANOMALY_KINDS)
+        extra = {}
     x_tr, x_te = normalise(x_tr), normalise(x_te)
 
     net = CNN1DLSTM(**ARCHITECTURE)
@@ -390,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": data_desc,
         "train_windows": len(y_tr),
         "held_out_windows": len(y_te),
+        **extra,
         "seed": args.seed,
         "epochs": args.epochs,
         "final_loss": round(losses[-1], 4),

@@ -18,6 +18,10 @@ os.environ.update(
 for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(name, None)
 
+import importlib  # noqa: E402
+import sys  # noqa: E402
+import types  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -33,3 +37,26 @@ def shared_ecg() -> Path:
     if not SHARED_ECG.is_dir():
         pytest.skip(f"real recordings not found at {SHARED_ECG}")
     return SHARED_ECG
+
+
+MODEL_CODE = REPO / "model_code"
+# model_code's modules import each other flat (`from model import CNN1DLSTM`), as they do
+# with code/ on sys.path in the container.
+MODEL_CODE_MODULES = ("model", "inference", "synthetic", "train")
+
+
+def _forget_model_code() -> None:
+    for name in MODEL_CODE_MODULES:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def model_code(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
+    """model_code's modules (``.model``, ``.inference``, ``.synthetic``, ``.train``), imported
+    fresh with model_code/ on sys.path and forgotten afterwards, so no test sees another's."""
+    _forget_model_code()
+    monkeypatch.syspath_prepend(str(MODEL_CODE))
+    yield types.SimpleNamespace(
+        **{name: importlib.import_module(name) for name in MODEL_CODE_MODULES}
+    )
+    _forget_model_code()

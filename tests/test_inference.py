@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,52 +16,32 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL_CODE = REPO / "model_code"
 MODEL_DIR = REPO / "build" / "model"
-FLAT_MODULES = ("model", "inference", "synthetic", "train")
 JSON, NPY = "application/json", "application/x-npy"
 LEADS = ["I", "II", "V2"]
 
 
-def _forget_flat_modules() -> None:
-    for name in FLAT_MODULES:
-        sys.modules.pop(name, None)
-
-
 @pytest.fixture
-def code(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
-    """model_code's flat modules, imported fresh as in the container (code/ on sys.path)."""
-    _forget_flat_modules()
-    monkeypatch.syspath_prepend(str(MODEL_CODE))
-    import inference
-    import synthetic
-    import train
-
-    yield types.SimpleNamespace(inference=inference, synthetic=synthetic, train=train)
-    _forget_flat_modules()
-
-
-@pytest.fixture
-def tiny_model_dir(code: types.SimpleNamespace, tmp_path: Path) -> Path:
+def tiny_model_dir(model_code: types.SimpleNamespace, tmp_path: Path) -> Path:
     """An untrained model written through train.py's own save path (config + state_dict)."""
     torch.manual_seed(0)
-    net = code.train.CNN1DLSTM(**code.train.ARCHITECTURE)
-    code.train.save(tmp_path, net, code.train.make_config({"data": "none (test)"}), {})
+    net = model_code.train.CNN1DLSTM(**model_code.train.ARCHITECTURE)
+    model_code.train.save(tmp_path, net, model_code.train.make_config({"data": "none (test)"}), {})
     return tmp_path
 
 
 @pytest.fixture
-def trained(code: types.SimpleNamespace) -> Any:
+def trained(model_code: types.SimpleNamespace) -> Any:
     """The demo model that `make model` builds (make test builds it first)."""
     if not (MODEL_DIR / "model.pth").is_file():
         pytest.skip(f"no trained model in {MODEL_DIR}: run `make model` first")
-    return code.inference.model_fn(str(MODEL_DIR))
+    return model_code.inference.model_fn(str(MODEL_DIR))
 
 
-def ecgs(code: types.SimpleNamespace, kinds: list[str], seed: int = 0) -> np.ndarray:
+def ecgs(model_code: types.SimpleNamespace, kinds: list[str], seed: int = 0) -> np.ndarray:
     """[N, 2000, 3] float64 mV synthetic ECGs, leads I, II, V2 at 200 Hz."""
     rng = np.random.default_rng(seed)
-    return np.stack([code.synthetic.synthesize(k, 10.0, 200.0, LEADS, rng) for k in kinds])
+    return np.stack([model_code.synthetic.synthesize(k, 10.0, 200.0, LEADS, rng) for k in kinds])
 
 
 def as_json(x: np.ndarray) -> str:
@@ -76,9 +57,11 @@ def as_npy(x: np.ndarray, **kwargs: Any) -> bytes:
 ENCODERS: dict[str, Callable[[np.ndarray], str | bytes]] = {JSON: as_json, NPY: as_npy}
 
 
-def score(code: types.SimpleNamespace, model: Any, body: str | bytes, content_type: str) -> Any:
+def score(
+    model_code: types.SimpleNamespace, model: Any, body: str | bytes, content_type: str
+) -> Any:
     """What a client gets back: the parsed JSON response."""
-    inf = code.inference
+    inf = model_code.inference
     out = inf.output_fn(inf.predict_fn(inf.input_fn(body, content_type), model), JSON)
     return json.loads(out)
 
@@ -86,13 +69,16 @@ def score(code: types.SimpleNamespace, model: Any, body: str | bytes, content_ty
 @pytest.mark.parametrize("content_type", [JSON, NPY])
 @pytest.mark.parametrize("shape", [(2000, 3), (1, 2000, 3), (5, 2000, 3)])
 def test_round_trip_answers_one_object_per_ecg(
-    code: types.SimpleNamespace, tiny_model_dir: Path, content_type: str, shape: tuple[int, ...]
+    model_code: types.SimpleNamespace,
+    tiny_model_dir: Path,
+    content_type: str,
+    shape: tuple[int, ...],
 ) -> None:
-    model = code.inference.model_fn(str(tiny_model_dir))
-    x = ecgs(code, ["normal"] * (shape[0] if len(shape) == 3 else 1)).reshape(shape)
+    model = model_code.inference.model_fn(str(tiny_model_dir))
+    x = ecgs(model_code, ["normal"] * (shape[0] if len(shape) == 3 else 1)).reshape(shape)
     body = ENCODERS[content_type](x.astype(np.float32) if content_type == NPY else x)
 
-    answer = score(code, model, body, content_type)
+    answer = score(model_code, model, body, content_type)
 
     results = answer if isinstance(answer, list) else [answer]
     assert isinstance(answer, list) == (len(shape) == 3 and shape[0] > 1)
@@ -106,45 +92,54 @@ def test_round_trip_answers_one_object_per_ecg(
 
 
 def test_json_and_npy_give_the_same_probabilities(
-    code: types.SimpleNamespace, tiny_model_dir: Path
+    model_code: types.SimpleNamespace, tiny_model_dir: Path
 ) -> None:
-    model = code.inference.model_fn(str(tiny_model_dir))
-    x = ecgs(code, ["normal", "af", "pvc"])
-    via_json = score(code, model, as_json(x), JSON)
-    via_npy = score(code, model, as_npy(x.astype(np.float32)), NPY)
+    model = model_code.inference.model_fn(str(tiny_model_dir))
+    x = ecgs(model_code, ["normal", "af", "pvc"])
+    via_json = score(model_code, model, as_json(x), JSON)
+    via_npy = score(model_code, model, as_npy(x.astype(np.float32)), NPY)
     assert [r["probability"] for r in via_json] == pytest.approx(
         [r["probability"] for r in via_npy], abs=1e-5
     )
 
 
 def test_bytes_json_body_and_charset_parameter_are_accepted(
-    code: types.SimpleNamespace, tiny_model_dir: Path
+    model_code: types.SimpleNamespace, tiny_model_dir: Path
 ) -> None:
-    model = code.inference.model_fn(str(tiny_model_dir))
-    body = as_json(ecgs(code, ["normal"])[0]).encode()
-    answer = score(code, model, body, "application/json; charset=utf-8")
+    model = model_code.inference.model_fn(str(tiny_model_dir))
+    body = as_json(ecgs(model_code, ["normal"])[0]).encode()
+    answer = score(model_code, model, body, "application/json; charset=utf-8")
     assert 0.0 <= answer["probability"] <= 1.0
 
 
-def test_threshold_comes_from_config(code: types.SimpleNamespace, tiny_model_dir: Path) -> None:
+def test_threshold_comes_from_config(
+    model_code: types.SimpleNamespace, tiny_model_dir: Path
+) -> None:
     config_path = tiny_model_dir / "config.json"
     config = json.loads(config_path.read_text())
-    x = as_npy(ecgs(code, ["normal"]).astype(np.float32))
+    x = as_npy(ecgs(model_code, ["normal"]).astype(np.float32))
     labels = []
     for threshold in (0.0, 1.0):  # every probability is above 0 and below 1
         config["threshold"] = threshold
         config_path.write_text(json.dumps(config))
-        labels.append(score(code, code.inference.model_fn(str(tiny_model_dir)), x, NPY)["label"])
+        labels.append(
+            score(model_code, model_code.inference.model_fn(str(tiny_model_dir)), x, NPY)["label"]
+        )
     assert labels == ["anomalous", "normal"]
 
 
 @pytest.mark.parametrize("kind", ["af", "pvc", "wide_qrs", "st_elevation", "tachycardia"])
 def test_trained_model_separates_normal_from_anomaly(
-    code: types.SimpleNamespace, trained: Any, kind: str
+    model_code: types.SimpleNamespace, trained: Any, kind: str
 ) -> None:
     # Seed-format JSON, as existing clients send it, one ECG per request.
-    normal = [score(code, trained, as_json(x), JSON) for x in ecgs(code, ["normal"] * 5, seed=7)]
-    anomal = [score(code, trained, as_json(x), JSON) for x in ecgs(code, [kind] * 5, seed=7)]
+    normal = [
+        score(model_code, trained, as_json(x), JSON)
+        for x in ecgs(model_code, ["normal"] * 5, seed=7)
+    ]
+    anomal = [
+        score(model_code, trained, as_json(x), JSON) for x in ecgs(model_code, [kind] * 5, seed=7)
+    ]
     p_normal = np.median([r["probability"] for r in normal])
     p_anomal = np.median([r["probability"] for r in anomal])
     assert p_normal < 0.5 < p_anomal
@@ -153,10 +148,12 @@ def test_trained_model_separates_normal_from_anomaly(
 
 
 def test_trained_model_scores_a_many_window_npy_batch_in_order(
-    code: types.SimpleNamespace, trained: Any
+    model_code: types.SimpleNamespace, trained: Any
 ) -> None:
     kinds = ["normal", "bradycardia", "normal", "af", "normal", "st_depression"]
-    answer = score(code, trained, as_npy(ecgs(code, kinds, seed=3).astype(np.float32)), NPY)
+    answer = score(
+        model_code, trained, as_npy(ecgs(model_code, kinds, seed=3).astype(np.float32)), NPY
+    )
     assert [r["label"] for r in answer] == [
         "normal" if k == "normal" else "anomalous" for k in kinds
     ]
@@ -273,14 +270,14 @@ BAD_REQUESTS: list[tuple[str, str | None, Callable[[], str | bytes], int, str]] 
     [pytest.param(*case[1:], id=case[0]) for case in BAD_REQUESTS],
 )
 def test_bad_request_gets_4xx_with_what_was_expected(
-    code: types.SimpleNamespace,
+    model_code: types.SimpleNamespace,
     content_type: str | None,
     make_body: Callable[[], str | bytes],
     status: int,
     match: str,
 ) -> None:
-    with pytest.raises(code.inference.RequestError, match=match) as err:
-        code.inference.input_fn(make_body(), content_type)
+    with pytest.raises(model_code.inference.RequestError, match=match) as err:
+        model_code.inference.input_fn(make_body(), content_type)
     assert err.value.status_code == status
     assert err.value.phrase == err.value.message
     assert str(SECRET) not in err.value.message
@@ -290,29 +287,29 @@ def test_bad_request_gets_4xx_with_what_was_expected(
 
 
 def test_oversized_body_is_refused_before_decoding(
-    code: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+    model_code: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ECG_MAX_BODY_BYTES", "10000")
-    with pytest.raises(code.inference.RequestError, match="limit is 10000 bytes") as err:
-        code.inference.input_fn(as_npy(_good()), NPY)
+    with pytest.raises(model_code.inference.RequestError, match="limit is 10000 bytes") as err:
+        model_code.inference.input_fn(as_npy(_good()), NPY)
     assert err.value.status_code == 413
 
 
 def test_default_body_limit_admits_the_biggest_sagemaker_payload(
-    code: types.SimpleNamespace,
+    model_code: types.SimpleNamespace,
 ) -> None:
     # InvokeEndpoint allows 6 MB: 256 float32 windows would be 6.1 MB; 250 fit in 6 MB.
     x = np.zeros((250, 2000, 3), np.float32)
-    assert code.inference.input_fn(as_npy(x), NPY).shape == (250, 2000, 3)
+    assert model_code.inference.input_fn(as_npy(x), NPY).shape == (250, 2000, 3)
 
 
 @pytest.mark.parametrize(
     "accept", [JSON, "application/json; charset=utf-8", "*/*", "text/html, application/*", None]
 )
 def test_output_answers_json_when_accepted(
-    code: types.SimpleNamespace, tiny_model_dir: Path, accept: str | None
+    model_code: types.SimpleNamespace, tiny_model_dir: Path, accept: str | None
 ) -> None:
-    inf = code.inference
+    inf = model_code.inference
     model = inf.model_fn(str(tiny_model_dir))
     prediction = inf.predict_fn(inf.input_fn(as_npy(_good(2)), NPY), model)
     assert len(json.loads(inf.output_fn(prediction, accept))) == 2
@@ -320,9 +317,9 @@ def test_output_answers_json_when_accepted(
 
 @pytest.mark.parametrize("accept", ["text/csv", "application/x-npy", "text/html, image/png"])
 def test_output_refuses_unsupported_accept_with_406(
-    code: types.SimpleNamespace, tiny_model_dir: Path, accept: str
+    model_code: types.SimpleNamespace, tiny_model_dir: Path, accept: str
 ) -> None:
-    inf = code.inference
+    inf = model_code.inference
     prediction = inf.predict_fn(
         inf.input_fn(as_npy(_good()), NPY), inf.model_fn(str(tiny_model_dir))
     )
@@ -333,9 +330,9 @@ def test_output_refuses_unsupported_accept_with_406(
 
 # ------------------------------------------------------------------ model_fn
 def test_model_fn_loads_weights_only_state_dict(
-    code: types.SimpleNamespace, tiny_model_dir: Path
+    model_code: types.SimpleNamespace, tiny_model_dir: Path
 ) -> None:
-    model = code.inference.model_fn(str(tiny_model_dir))
+    model = model_code.inference.model_fn(str(tiny_model_dir))
     assert not model.net.training
     assert model.config["leads"] == LEADS and model.window_samples == 2000
     saved = torch.load(tiny_model_dir / "model.pth", weights_only=True)
@@ -348,11 +345,11 @@ class _Payload:
 
 
 def test_model_fn_refuses_pickled_objects_in_weights(
-    code: types.SimpleNamespace, tiny_model_dir: Path
+    model_code: types.SimpleNamespace, tiny_model_dir: Path
 ) -> None:
     torch.save({"payload": _Payload()}, tiny_model_dir / "model.pth")
     with pytest.raises(Exception, match=r"(?i)weights_only|unpickl"):
-        code.inference.model_fn(str(tiny_model_dir))
+        model_code.inference.model_fn(str(tiny_model_dir))
 
 
 def _edit_config(directory: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -375,32 +372,32 @@ def _edit_config(directory: Path, edit: Callable[[dict[str, Any]], None]) -> Non
     ids=["hidden size", "conv widths", "unknown parameter", "no threshold", "leads", "arch"],
 )
 def test_model_fn_names_config_mismatch(
-    code: types.SimpleNamespace,
+    model_code: types.SimpleNamespace,
     tiny_model_dir: Path,
     edit: Callable[[dict[str, Any]], None],
     match: str,
 ) -> None:
     _edit_config(tiny_model_dir, edit)
-    with pytest.raises(code.inference.ModelConfigError, match=match):
-        code.inference.model_fn(str(tiny_model_dir))
+    with pytest.raises(model_code.inference.ModelConfigError, match=match):
+        model_code.inference.model_fn(str(tiny_model_dir))
 
 
 @pytest.mark.parametrize("missing", ["config.json", "model.pth"])
 def test_model_fn_names_the_missing_file(
-    code: types.SimpleNamespace, tiny_model_dir: Path, missing: str
+    model_code: types.SimpleNamespace, tiny_model_dir: Path, missing: str
 ) -> None:
     (tiny_model_dir / missing).unlink()
     with pytest.raises(FileNotFoundError, match=missing):
-        code.inference.model_fn(str(tiny_model_dir))
+        model_code.inference.model_fn(str(tiny_model_dir))
 
 
 def test_model_fn_uses_the_configured_thread_count(
-    code: types.SimpleNamespace, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    model_code: types.SimpleNamespace, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = torch.get_num_threads()
     monkeypatch.setenv("ECG_TORCH_THREADS", "1")
     try:
-        code.inference.model_fn(str(tiny_model_dir))
+        model_code.inference.model_fn(str(tiny_model_dir))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -408,7 +405,7 @@ def test_model_fn_uses_the_configured_thread_count(
 
 # ------------------------------------------------------------------ error class
 def test_error_class_is_the_toolkits_when_it_is_installed(
-    monkeypatch: pytest.MonkeyPatch,
+    model_code: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In the container, the toolkit maps BaseInferenceToolkitError to the HTTP status."""
 
@@ -422,13 +419,8 @@ def test_error_class_is_the_toolkits_when_it_is_installed(
     errors.BaseInferenceToolkitError = BaseInferenceToolkitError  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "sagemaker_inference", package)
     monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
-    _forget_flat_modules()
-    monkeypatch.syspath_prepend(str(MODEL_CODE))
-    try:
-        import inference
-
-        with pytest.raises(BaseInferenceToolkitError) as err:
-            inference.input_fn(b"x", "text/plain")
-        assert err.value.status_code == 415
-    finally:
-        _forget_flat_modules()
+    # Run the module again, now that the toolkit is importable (the fixture forgets it after).
+    inference = importlib.reload(model_code.inference)
+    with pytest.raises(BaseInferenceToolkitError) as err:
+        inference.input_fn(b"x", "text/plain")
+    assert err.value.status_code == 415

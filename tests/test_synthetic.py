@@ -3,27 +3,18 @@ tests, the local demo and benchmarks."""
 
 from __future__ import annotations
 
-import sys
 import types
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-MODEL_CODE = REPO / "model_code"
 LEADS = ["I", "II", "V2"]
 
 
 @pytest.fixture
-def syn(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
-    sys.modules.pop("synthetic", None)
-    monkeypatch.syspath_prepend(str(MODEL_CODE))
-    import synthetic
-
-    yield synthetic
-    sys.modules.pop("synthetic", None)
+def syn(model_code: types.SimpleNamespace) -> types.ModuleType:
+    """model_code/synthetic.py, loaded by conftest's model_code fixture."""
+    return model_code.synthetic
 
 
 def _beats(x: np.ndarray, fs: float) -> np.ndarray:
