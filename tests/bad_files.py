@@ -33,6 +33,20 @@ def _npz(**arrays: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _npz_compressed(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def _corrupt_member(data: bytes) -> bytes:
+    """Flip bytes inside the deflated member: the zip is intact, zlib fails on the data."""
+    damaged = bytearray(data)
+    for i in range(200, 260):
+        damaged[i] ^= 0xFF
+    return bytes(damaged)
+
+
 def _csv(header: str, rows: np.ndarray, comments: str = "") -> bytes:
     lines = [comments + header] + [",".join(f"{v:.4f}" for v in row) for row in rows]
     return ("\n".join(lines) + "\n").encode()
@@ -79,19 +93,19 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
         ),
         BadFile(
             "too_short.json",
-            json.dumps({"signals": good[:1000].tolist()}).encode(),
+            json.dumps({"signals": good[:1000].tolist(), "sampling_rate_hz": 200}).encode(),
             "too_short",
             "at least 10 s",
         ),
         BadFile(
             "nan_only.json",
-            json.dumps({"signals": [[None, None, None]] * 2400}).encode(),
+            json.dumps({"signals": [[None, None, None]] * 2400, "fs": 200}).encode(),
             "nan_only",
             "no values",
         ),
         BadFile(
             "flat.json",
-            json.dumps({"signals": [[0.0, 0.0, 0.0]] * 2400}).encode(),
+            json.dumps({"signals": [[0.0, 0.0, 0.0]] * 2400, "fs": 200}).encode(),
             "flat_line",
             "flat",
         ),
@@ -137,10 +151,31 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
         BadFile("truncated.npy", _npy(good)[:1000], "bad_npy", "truncated"),
         BadFile("complex.npy", _npy(good.astype(np.complex64)), "not_numeric", "complex"),
         BadFile(
-            "five_channels.npy",
-            _npy(np.tile(good, (1, 2))[:, :5]),
+            "five_channels.npz",
+            _npz(signals=np.tile(good, (1, 2))[:, :5], fs=np.array(200)),
             "unnamed_channels",
             "name the leads",
+        ),
+        # Not the endpoint's own format ([2000, 3] / [N, 2000, 3]) and no rate: never guessed.
+        BadFile("no_rate.npy", _npy(good), "no_rate", "sampling-rate-hz"),
+        BadFile("no_rate.npz", _npz(signals=good), "no_rate", "array 'sampling_rate_hz'"),
+        BadFile(
+            "no_rate.json",
+            json.dumps({"signals": good.tolist(), "leads": ["I", "II", "V2"]}).encode(),
+            "no_rate",
+            '"sampling_rate_hz"',
+        ),
+        BadFile(
+            "counts.json",
+            json.dumps({"signals": (good * 1e7).tolist(), "sampling_rate_hz": 200}).encode(),
+            "not_mv",
+            "must be in mv",
+        ),
+        BadFile(
+            "corrupt.npz",
+            _corrupt_member(_npz_compressed(signals=good)),
+            "bad_npz",
+            "corrupt",
         ),
         BadFile("too_large.npy", _npy(huge), "too_large", "limit"),
         BadFile("empty.npz", empty_zip.getvalue(), "npz_empty", "no arrays"),

@@ -1,5 +1,6 @@
 """Shared helpers for the scoring Lambda's tests: sample events, a fake Lambda context, a
-fake SageMaker runtime, synthetic ECG-like signals and the moto table built from schema."""
+fake SageMaker runtime, synthetic ECG-like signals and the moto table built from
+template.yaml (the same path the local stack takes)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from scorer import schema
 from scorer.config import Settings, load_settings
+
+from ecg_scorer.local.stack import load_template, table_definition
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "ecg-ingest-test"
@@ -139,6 +142,7 @@ class FakeRuntime:
         self.model_version = model_version
         self.calls: list[np.ndarray] = []
         self.refuse: set[float] = set()  # windows whose lead-I median is in here get a 400
+        self.crash: set[float] = set()  # ... and these crash the container (500)
 
     def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
         assert kwargs["ContentType"] == "application/x-npy"
@@ -153,6 +157,10 @@ class FakeRuntime:
         if any(round(p, 3) in self.refuse for p in probabilities):
             raise client_error(
                 "ModelError", 424, OriginalStatusCode=400, OriginalMessage="signals hold NaN"
+            )
+        if any(round(p, 3) in self.crash for p in probabilities):
+            raise client_error(
+                "ModelError", 424, OriginalStatusCode=500, OriginalMessage="worker died"
             )
         answers = [
             {
@@ -189,30 +197,8 @@ def ecg_like(
 
 
 def create_table(dynamodb: Any, name: str = TABLE) -> None:
-    """PredictionsTable as schema.py lays it out (the one source of the layout)."""
-    attributes = {schema.PK, schema.SK} | {a for pair in schema.INDEXES.values() for a in pair}
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)
-        ],
-        KeySchema=[
-            {"AttributeName": schema.PK, "KeyType": "HASH"},
-            {"AttributeName": schema.SK, "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": index,
-                "KeySchema": [
-                    {"AttributeName": pk, "KeyType": "HASH"},
-                    {"AttributeName": sk, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index, (pk, sk) in schema.INDEXES.items()
-        ],
-    )
+    """PredictionsTable as template.yaml defines it, built by the local stack's own code."""
+    dynamodb.create_table(**table_definition(load_template(), name))
 
 
 _deserializer = TypeDeserializer()

@@ -1,5 +1,5 @@
 """Endpoint client: packing into few calls, the two response shapes, retries within the
-time budget, isolating a file the model refuses, and system faults."""
+time budget, isolating a file that crashes the model, and system faults (any 4xx)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import json
 import boto3
 import numpy as np
 import pytest
-from botocore.exceptions import ConnectTimeoutError
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
-from scorer.endpoint import score_files, windows_per_call
-from scorer.errors import Budget, SystemFault, TransientError
+from scorer.endpoint import MAX_CRASHES, ModelCrashed, score_files, windows_per_call
+from scorer.errors import ENDPOINT_ATTEMPT_S, SAFETY_MARGIN_S, Budget, SystemFault, TransientError
 from scorer_helpers import MODEL_VERSION, FakeContext, FakeRuntime, client_error, settings
 
 SETTINGS = settings()
@@ -87,42 +87,104 @@ def test_transient_faults_are_retried_with_backoff(fault: Exception) -> None:
 def test_retries_stop_when_the_time_budget_runs_out() -> None:
     throttled = [client_error("ThrottlingException", 400) for _ in range(1000)]
     runtime = FakeRuntime(faults=throttled)
-    context = FakeContext(remaining_ms=40_000)  # 30 s to spend after the 10 s safety margin
+    context = FakeContext(remaining_ms=120_000)
     outcome = score_files(
         runtime, SETTINGS, {"a": _windows([0.3]), "b": _windows([0.4])}, _budget(context)
     )
     assert set(outcome.failed) == {"a", "b"} and not outcome.scores
     assert isinstance(outcome.failed["a"], TransientError)
     assert 5 < len(runtime.calls) < 1000  # it tried several times, then gave up
-    assert context.remaining_ms >= 10_000  # and never ate into the safety margin
+    # and stopped while a slow attempt plus the reserve for storing results still fit
+    assert context.remaining_ms >= (ENDPOINT_ATTEMPT_S + SAFETY_MARGIN_S) * 1000
 
 
-def test_a_file_the_model_refuses_is_isolated_and_rejected() -> None:
+class HangingRuntime(FakeRuntime):
+    """Every call blocks for the client's whole connect + read timeout, then times out."""
+
+    def __init__(self, context: FakeContext):
+        super().__init__()
+        self.context = context
+        self.started_with_ms: list[float] = []
+
+    def invoke_endpoint(self, **kwargs: object) -> dict:
+        self.started_with_ms.append(self.context.remaining_ms)
+        self.context.sleep(ENDPOINT_ATTEMPT_S)
+        raise ReadTimeoutError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com")
+
+
+@pytest.mark.parametrize("remaining_s", [300, 150, 80, 76, 30])
+def test_an_attempt_starts_only_when_its_worst_case_fits(remaining_s: float) -> None:
+    context = FakeContext(remaining_ms=remaining_s * 1000)
+    runtime = HangingRuntime(context)
+    outcome = score_files(runtime, SETTINGS, {"a": _windows([0.3])}, _budget(context))
+    assert isinstance(outcome.failed["a"], TransientError)
+    needed_ms = (ENDPOINT_ATTEMPT_S + SAFETY_MARGIN_S) * 1000
+    assert all(left >= needed_ms for left in runtime.started_with_ms)
+    # However long each call blocked, the reserve for storing and answering is intact.
+    assert context.remaining_ms >= SAFETY_MARGIN_S * 1000
+    fits = remaining_s >= ENDPOINT_ATTEMPT_S + SAFETY_MARGIN_S
+    assert (len(runtime.started_with_ms) > 0) == fits
+
+
+def test_a_file_that_crashes_the_model_is_isolated_and_the_others_are_scored() -> None:
     runtime = FakeRuntime()
-    runtime.refuse = {0.333}
+    runtime.crash = {0.333}
     files = {"good1": _windows([0.1]), "bad": _windows([0.2, 0.333]), "good2": _windows([0.9, 0.8])}
     outcome = score_files(runtime, SETTINGS, files, _budget(FakeContext()))
     assert set(outcome.scores) == {"good1", "good2"}
     assert outcome.scores["good2"].probabilities == pytest.approx([0.9, 0.8], abs=1e-6)
-    assert outcome.rejected["bad"].code == "model_refused"
-    assert "HTTP 400" in outcome.rejected["bad"].reason
-    assert len(runtime.calls) == 1 + 3  # the batch, then each file alone
+    # The poison file goes back to the queue (transient), never REJECTED
+    assert set(outcome.failed) == {"bad"} and isinstance(outcome.failed["bad"], ModelCrashed)
+    # the batch MAX_CRASHES times, then each file alone once
+    assert len(runtime.calls) == MAX_CRASHES + 3
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        client_error("ValidationError", 400),
-        client_error("AccessDeniedException", 403),
-        client_error("ModelError", 424, OriginalStatusCode=413, OriginalMessage="too large"),
-        client_error("ModelError", 424, OriginalStatusCode=415, OriginalMessage="content type"),
-    ],
-    ids=["endpoint-not-found", "access-denied", "payload-too-large", "content-type"],
-)
-def test_system_faults_are_not_retried(fault: Exception) -> None:
-    runtime = FakeRuntime(faults=[fault])
-    outcome = score_files(runtime, SETTINGS, {"a": _windows([0.3])}, _budget(FakeContext()))
-    assert isinstance(outcome.failed["a"], SystemFault) and len(runtime.calls) == 1
+def test_later_calls_go_ahead_after_a_poison_file() -> None:
+    two_per_call = settings(MAX_PAYLOAD_BYTES=str(2 * 24_000 + 128))
+    runtime = FakeRuntime()
+    runtime.crash = {0.333}
+    files = {
+        "a": _windows([0.1]),
+        "bad": _windows([0.333]),  # calls: [a, bad], then [c, d]
+        "c": _windows([0.3]),
+        "d": _windows([0.4]),
+    }
+    outcome = score_files(runtime, two_per_call, files, _budget(FakeContext()))
+    assert set(outcome.scores) == {"a", "c", "d"} and set(outcome.failed) == {"bad"}
+
+
+def test_when_every_file_crashes_alone_the_endpoint_is_failing() -> None:
+    runtime = FakeRuntime(faults=[client_error("ModelError", 424, OriginalStatusCode=500)] * 100)
+    files = {"a": _windows([0.1]), "b": _windows([0.2]), "c": _windows([0.3])}
+    outcome = score_files(runtime, SETTINGS, files, _budget(FakeContext()))
+    assert set(outcome.failed) == {"a", "b", "c"}
+    assert all(isinstance(e, TransientError) for e in outcome.failed.values())
+    assert len(runtime.calls) == MAX_CRASHES + 3  # no further call after that
+
+
+def test_throttling_is_about_the_endpoint_and_is_never_split_by_file() -> None:
+    runtime = FakeRuntime(faults=[client_error("ThrottlingException", 400)] * 10_000)
+    context = FakeContext(remaining_ms=120_000)
+    files = {"a": _windows([0.1]), "b": _windows([0.2])}
+    outcome = score_files(runtime, SETTINGS, files, _budget(context))
+    assert set(outcome.failed) == {"a", "b"}
+    assert all(len(call) == 2 for call in runtime.calls)  # always the whole batch
+
+
+@pytest.mark.parametrize("status", [400, 404, 413, 415, 422])
+def test_every_4xx_from_the_model_is_a_system_fault_never_a_rejected_file(status: int) -> None:
+    # E.g. WINDOW_SAMPLES or MODEL_LEADS do not match the deployed model: rejecting files
+    # for it would lose every upload; the messages must go back (and to the DLQ) instead.
+    refused = client_error(
+        "ModelError", 424, OriginalStatusCode=status, OriginalMessage="expected [N, 2500, 3]"
+    )
+    runtime = FakeRuntime(faults=[refused])
+    files = {"a": _windows([0.1]), "b": _windows([0.2, 0.3])}
+    outcome = score_files(runtime, SETTINGS, files, _budget(FakeContext()))
+    assert set(outcome.failed) == {"a", "b"} and not outcome.scores
+    assert all(isinstance(e, SystemFault) for e in outcome.failed.values())
+    assert "expected [N, 2500, 3]" in str(outcome.failed["a"])
+    assert len(runtime.calls) == 1  # not retried, not split file by file
 
 
 def test_another_model_version_is_a_system_fault() -> None:
@@ -149,22 +211,29 @@ def test_real_client_request_and_modeled_errors() -> None:
         "Body": ANY,
     }
     with Stubber(client) as stub:
-        for _ in range(2):  # the pair, then "a" alone
-            stub.add_client_error(
-                "invoke_endpoint",
-                service_error_code="ModelError",
-                http_status_code=424,
-                modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "bad shape"},
-                expected_params=expected,
-            )
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ModelError",
+            http_status_code=424,
+            modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": "worker died"},
+            expected_params=expected,
+        )
         stub.add_response(
-            "invoke_endpoint", _body({**answer, "model_version": MODEL_VERSION}), expected
+            "invoke_endpoint", _body([{**answer, "model_version": MODEL_VERSION}] * 2), expected
         )
-        outcome = score_files(
-            client, SETTINGS, {"a": _windows([0.2]), "b": _windows([0.2])}, _budget(FakeContext())
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ModelError",
+            http_status_code=424,
+            modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "bad shape"},
+            expected_params=expected,
         )
+        context = FakeContext()
+        first = score_files(
+            client, SETTINGS, {"a": _windows([0.2]), "b": _windows([0.2])}, _budget(context)
+        )
+        second = score_files(client, SETTINGS, {"c": _windows([0.2])}, _budget(context))
         stub.assert_no_pending_responses()
-    # The pair was refused; alone, "a" was refused again and "b" was scored.
-    assert outcome.rejected["a"].reason.startswith("the model endpoint refused")
-    assert "bad shape" in outcome.rejected["a"].reason
-    assert outcome.scores["b"].probabilities == [0.2]
+    # A 5xx from the container is retried; a 4xx is a system fault, not the file's.
+    assert first.scores["b"].probabilities == [0.2] and first.retries == 1
+    assert isinstance(second.failed["c"], SystemFault) and "bad shape" in str(second.failed["c"])

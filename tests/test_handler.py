@@ -186,7 +186,9 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
         )
     )
     g = levels(2)
-    files.append(("incoming/site-b/dev-4/plain.npy", _npy(ecg_like(20, 200, levels=g)), g, {}))
+    # The endpoint's own batch format [N, 2000, 3]: taken at 200 Hz without a rate.
+    plain = ecg_like(20, 200, levels=g).reshape(2, 2000, 3)
+    files.append(("incoming/site-b/dev-4/plain.npy", _npy(plain), g, {}))
     h = levels(2)
     files.append(
         (
@@ -211,7 +213,12 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     )
     j = levels(3)
     files.append(
-        ("incoming/site-c/dev-5/padded.npz", _npz(signals=ecg_like(25, 200, levels=j)), j, {})
+        (
+            "incoming/site-c/dev-5/padded.npz",
+            _npz(signals=ecg_like(25, 200, levels=j), sampling_rate_hz=np.array(200.0)),
+            j,
+            {},
+        )
     )
     return files
 
@@ -433,7 +440,7 @@ def test_messages_go_back_when_the_time_budget_runs_out(app, aws) -> None:  # ty
     ]
     event["Records"][-1]["messageId"] = "msg-bad"
     runtime = FakeRuntime(faults=[client_error("ThrottlingException", 400)] * 10_000)
-    context = FakeContext(remaining_ms=45_000)
+    context = FakeContext(remaining_ms=150_000)
     response = run(app, aws, event, runtime, context)
     # The two good files go back to the queue; the bad file's REJECTED item is stored.
     assert response == {
@@ -458,16 +465,76 @@ def test_system_faults_send_every_message_back(app, aws, runtime) -> None:  # ty
     assert len(runtime.calls) == 1 and all_items(aws.dynamodb) == []
 
 
-def test_a_file_the_model_refuses_is_rejected_alone(app, aws) -> None:  # type: ignore[no-untyped-def]
+def test_a_model_refusal_sends_the_messages_back_and_rejects_no_file(app, aws, capsys) -> None:  # type: ignore[no-untyped-def]
+    # A 4xx means the request does not fit the deployed model (e.g. another window length):
+    # no file is at fault, so none may be REJECTED; they wait for the fix in the queue / DLQ.
     runtime = FakeRuntime()
     runtime.refuse = {0.2}
-    assert run(app, aws, _one_file_batch(aws, 3), runtime) == {"batchItemFailures": []}
-    statuses = {i["key"]: (i["status"], i.get("reason_code")) for i in all_items(aws.dynamodb)}
+    response = run(app, aws, _one_file_batch(aws, 3), runtime)
+    assert len(response["batchItemFailures"]) == 3
+    assert all_items(aws.dynamodb) == [] and len(runtime.calls) == 1
+    app.metrics.flush_metrics()
+    assert '"SystemFaults"' in capsys.readouterr().out  # the alarm's metric
+
+
+def test_a_file_that_crashes_the_model_does_not_take_its_neighbours(app, aws) -> None:  # type: ignore[no-untyped-def]
+    runtime = FakeRuntime()
+    runtime.crash = {0.2}
+    response = run(app, aws, _one_file_batch(aws, 3), runtime)
+    # f1 (level 0.2) goes back to the queue alone; f0 and f2 are scored.
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-001"}]}
+    statuses = {i["key"]: i["status"] for i in all_items(aws.dynamodb)}
     assert statuses == {
-        "incoming/site-a/dev-1/f0.json": ("SCORED", None),
-        "incoming/site-a/dev-1/f1.json": ("REJECTED", "model_refused"),
-        "incoming/site-a/dev-1/f2.json": ("SCORED", None),
+        "incoming/site-a/dev-1/f0.json": "SCORED",
+        "incoming/site-a/dev-1/f2.json": "SCORED",
     }
+
+
+class HangingRuntime:
+    """Each call blocks for the module client's whole connect + read timeout, then fails:
+    the worst case a deployed function can meet."""
+
+    def __init__(self, app: Any, context: FakeContext):
+        config = app.SAGEMAKER_RUNTIME.meta.config
+        self.hang_s = config.connect_timeout + config.read_timeout
+        self.context = context
+        self.calls = 0
+
+    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ReadTimeoutError
+
+        self.calls += 1
+        self.context.sleep(self.hang_s)
+        raise ReadTimeoutError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com")
+
+
+@pytest.mark.parametrize("timeout_s", [300, 120, 90, 30])
+def test_a_hanging_endpoint_never_outlasts_the_function_timeout(app, aws, timeout_s) -> None:  # type: ignore[no-untyped-def]
+    context = FakeContext(remaining_ms=timeout_s * 1000)
+    runtime = HangingRuntime(app, context)
+    response = run(app, aws, _one_file_batch(aws, 2), runtime, context)
+    # Lambda was not killed mid-batch: the answer came back in time, every file is reported
+    # for a retry (transient), nothing lost and nothing stored half-way.
+    assert context.remaining_ms >= 2_000
+    assert len(response["batchItemFailures"]) == 2 and all_items(aws.dynamodb) == []
+
+
+class CountingS3:
+    def __init__(self, client: Any):
+        self.client, self.reads = client, 0
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.reads += 1
+        return self.client.get_object(**kwargs)
+
+
+def test_no_file_is_read_without_time_for_the_read(app, aws) -> None:  # type: ignore[no-untyped-def]
+    event = _one_file_batch(aws, 2)
+    s3 = CountingS3(aws.s3)
+    context = FakeContext(remaining_ms=20_000)
+    clients = app.Clients(s3, aws.dynamodb, FakeRuntime())
+    response = app.process_batch(event, context, clients, app.SETTINGS, sleep=context.sleep)
+    assert s3.reads == 0 and len(response["batchItemFailures"]) == 2
 
 
 def test_table_throttling_is_retried_then_reported(app, aws) -> None:  # type: ignore[no-untyped-def]
@@ -478,7 +545,7 @@ def test_table_throttling_is_retried_then_reported(app, aws) -> None:  # type: i
     assert len(all_items(aws.dynamodb)) == 2
     aws.dynamodb.delete_table(TableName=ENV["PREDICTIONS_TABLE"])
     create_table(aws.dynamodb)
-    context = FakeContext(remaining_ms=30_000)
+    context = FakeContext(remaining_ms=100_000)
     response = run(
         app, aws, event, FakeRuntime(), context, dynamodb=FlakyDynamo(aws.dynamodb, failures=10_000)
     )
@@ -582,7 +649,7 @@ def test_the_real_model_handler_scores_what_the_lambda_sends(
             upload(
                 aws,
                 "incoming/site-a/dev-1/seed.json",
-                _json({"signals": ecg_like(20, 200).tolist()}),
+                _json({"signals": ecg_like(20, 200).reshape(2, 2000, 3).tolist()}),
             )
         ],
     ]
@@ -600,7 +667,7 @@ def test_results_scored_before_an_endpoint_outage_are_still_stored(app, aws) -> 
     three_per_call = dataclasses.replace(app.SETTINGS, max_payload_bytes=3 * 24_000 + 128)
     event = _one_file_batch(aws, 4)  # calls: [f0, f1, f2], then [f3]
     runtime = FakeRuntime(faults=[None] + [client_error("ThrottlingException", 400)] * 10_000)
-    context = FakeContext(remaining_ms=60_000)
+    context = FakeContext(remaining_ms=150_000)
     table = FlakyDynamo(aws.dynamodb, failures=3)  # and the first writes are throttled too
     response = run(app, aws, event, runtime, context, dynamodb=table, settings=three_per_call)
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-003"}]}

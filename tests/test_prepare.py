@@ -3,6 +3,9 @@ windowing, and the real PTB recording."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -115,11 +118,91 @@ def test_prepare_resamples_and_cuts_windows() -> None:
     np.testing.assert_allclose(prepared.windows.reshape(-1, 3)[:5000], reference, atol=1e-5)
 
 
-def test_json_without_a_rate_is_taken_at_the_model_rate_but_csv_is_not() -> None:
-    signal = ecg_like(10, 200)
-    assert prepare(_recording(signal, None, None, "json"), LEADS, 200, 2000).rate_assumed
-    with pytest.raises(RejectedFile, match="sampling rate is unknown"):
-        prepare(_recording(signal, None, None, "csv"), LEADS, 200, 2000)
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+TEN_S, FORTY_S = ecg_like(10, 200), ecg_like(20, 200)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("seed.json", json.dumps({"signals": TEN_S.tolist()}).encode()),
+        ("batch.json", json.dumps({"signals": FORTY_S.reshape(2, 2000, 3).tolist()}).encode()),
+        ("seed.npy", _npy(TEN_S)),
+        ("batch.npy", _npy(FORTY_S.reshape(2, 2000, 3))),
+    ],
+)
+def test_the_endpoints_own_format_is_taken_at_the_model_rate(name: str, data: bytes) -> None:
+    prepared = prepare(read_recording(data, name), LEADS, 200, 2000)
+    assert prepared.rate_assumed and prepared.sampling_rate_hz == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "how"),
+    [
+        ("long.json", json.dumps({"signals": FORTY_S.tolist()}).encode(), '"sampling_rate_hz"'),
+        (
+            "named.json",
+            json.dumps({"signals": TEN_S.tolist(), "leads": list(LEADS)}).encode(),
+            '"sampling_rate_hz"',
+        ),
+        ("long.npy", _npy(FORTY_S), ".npz with an array 'sampling_rate_hz'"),
+        ("seed.npz", _npz(signals=TEN_S), "array 'sampling_rate_hz' to the .npz"),
+        ("plain.csv", b"I,II,V2\n" + b"0.1,0.2,0.3\n" * 2400, "time column"),
+    ],
+)
+def test_a_rate_is_never_guessed_for_other_files(name: str, data: bytes, how: str) -> None:
+    with pytest.raises(RejectedFile) as caught:
+        prepare(read_recording(data, name), LEADS, 200, 2000)
+    assert caught.value.code == "no_rate"
+    assert how in caught.value.reason and "x-amz-meta-sampling-rate-hz" in caught.value.reason
+
+
+def test_values_beyond_a_million_are_not_mv() -> None:
+    counts = ecg_like(10, 200) * 2e6  # raw ADC counts, say
+    with pytest.raises(RejectedFile, match="must be in mV") as caught:
+        prepare(_recording(counts, 200, list(LEADS)), LEADS, 200, 2000)
+    assert caught.value.code == "not_mv"
+
+
+def test_values_beyond_float32_are_refused_not_sent_as_inf() -> None:
+    huge = ecg_like(10, 200)
+    huge[5, 1] = 1e39  # a float64 in the file; inf once the signal is float32
+    data = json.dumps({"signals": huge.tolist(), "fs": 200, "leads": list(LEADS)}).encode()
+    with pytest.raises(RejectedFile) as caught:
+        prepare(read_recording(data, "huge.json"), LEADS, 200, 2000)
+    assert caught.value.code in {"infinite", "not_finite"}
+
+
+@pytest.mark.parametrize("scale", [1e3, 4e5, 9.5e5, 9.99e5, 1.2e6])
+@pytest.mark.parametrize("fs", [200.0, 500.0, 360.0])
+def test_what_prepare_lets_through_the_endpoint_accepts(
+    scale: float, fs: float, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """prepare.py promises the endpoint's own checks, so a 4xx can never be a file's fault:
+    run model_code/inference.py's input_fn on whatever prepare returns."""
+    monkeypatch.syspath_prepend("model_code")
+    inference = pytest.importorskip("inference")
+    signal = ecg_like(12, fs)
+    signal = signal / np.abs(signal).max() * scale  # peaks right at the scale: resampling rings
+    signal[: int(fs) // 20, 0] = np.nan  # and a short gap to fill
+    try:
+        prepared = prepare(_recording(signal, fs, list(LEADS)), LEADS, 200, 2000)
+    except RejectedFile as rejected:
+        assert rejected.code == "not_mv" and scale >= 9e5
+        return
+    accepted = inference.input_fn(_npy(prepared.windows), "application/x-npy")
+    assert accepted.shape == prepared.windows.shape
 
 
 def test_real_ptb_recording_at_1000_hz_is_resampled(shared_ecg) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from scorer_helpers import ENV, ecg_like
 
 MAX_BYTES = int(ENV["MAX_FILE_BYTES"])
 SIGNAL = ecg_like(12, 500)
+LEADS = ("I", "II", "V2")
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -149,3 +150,46 @@ def test_real_csv_files_read(shared_ecg) -> None:  # type: ignore[no-untyped-def
         "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv": ((38400, 3), 1000.0, ["i", "ii", "v2"]),
         "ptbdb_s0010_re_vxvyvz_10s_1000hz.csv": ((10000, 3), 1000.0, ["vx", "vy", "vz"]),
     }
+
+
+def _valid_files() -> dict[str, bytes]:
+    signal = ecg_like(12, 250).astype(np.float32)
+    compressed, stored = io.BytesIO(), io.BytesIO()
+    np.savez_compressed(compressed, signals=signal, fs=np.array(250.0), leads=np.array(LEADS))
+    np.savez(stored, signals=signal, fs=np.array(250.0))
+    rows = "\n".join(f"{i / 250:.4f},{a:.4f},{b:.4f},{c:.4f}" for i, (a, b, c) in enumerate(signal))
+    return {
+        "x.npy": _npy(signal),
+        "compressed.npz": compressed.getvalue(),
+        "stored.npz": stored.getvalue(),
+        "x.json": json.dumps(
+            {"signals": signal.round(4).tolist(), "sampling_rate_hz": 250, "leads": list(LEADS)}
+        ).encode(),
+        "x.csv": f"# record_id: r1\ntime_s,I_mV,II_mV,V2_mV\n{rows}\n".encode(),
+    }
+
+
+@pytest.mark.parametrize("name", ["x.npy", "compressed.npz", "stored.npz", "x.json", "x.csv"])
+def test_damaged_bytes_are_a_rejected_file_never_a_system_fault(name: str) -> None:
+    """Single-byte corruptions (seeded) and truncations of a valid file: whatever the
+    decoders raise (zlib.error, tokenize.TokenError, ...), the outcome is a Recording or
+    a RejectedFile, never another exception, which would send the file to the DLQ."""
+    data = _valid_files()[name]
+    rng = np.random.default_rng(20261127)
+    # Bytes near the start (headers, zip local header) more often: that is where it breaks.
+    offsets = np.concatenate(
+        [rng.integers(0, min(len(data), 600), 200), rng.integers(0, len(data), 200)]
+    )
+    cases = [(int(o), int(rng.integers(1, 256))) for o in offsets]
+    outcomes: dict[str, int] = {}
+    for offset, flip in cases:
+        damaged = bytearray(data)
+        damaged[offset] ^= flip
+        for candidate in (bytes(damaged), bytes(damaged[: offset + 1])):
+            try:
+                read_recording(candidate, f"incoming/s/d/{name}")
+                outcomes["read"] = outcomes.get("read", 0) + 1
+            except RejectedFile as rejected:
+                outcomes[rejected.code] = outcomes.get(rejected.code, 0) + 1
+    assert sum(outcomes.values()) == 2 * len(cases)
+    assert len(outcomes) > 1  # the corruptions did break something

@@ -9,10 +9,11 @@ from decimal import Decimal
 import boto3
 import numpy as np
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from moto import mock_aws
 from scorer import schema
 from scorer.endpoint import FileScore
-from scorer.errors import Budget, RejectedFile, SystemFault, TransientError
+from scorer.errors import DYNAMODB_ATTEMPT_S, Budget, RejectedFile, SystemFault, TransientError
 from scorer.prepare import Prepared
 from scorer.store import (
     FileFacts,
@@ -187,8 +188,35 @@ def test_throttled_writes_are_retried(dynamodb) -> None:  # type: ignore[no-unty
 def test_throttling_past_the_budget_is_transient(dynamodb) -> None:  # type: ignore[no-untyped-def]
     flaky = FlakyDynamo(dynamodb, failures=10_000)
     with pytest.raises(TransientError):
-        put_item(flaky, TABLE, _scored([0.2]), _budget(remaining_ms=15_000))
+        put_item(flaky, TABLE, _scored([0.2]), _budget(remaining_ms=30_000))
     assert 2 < flaky.attempts < 10_000 and all_items(dynamodb) == []
+
+
+class SlowDynamo:
+    """Every PutItem hangs until the client's read timeout, then fails (the worst case)."""
+
+    def __init__(self, context: FakeContext, hang_s: float):
+        self.context, self.hang_s, self.attempts = context, hang_s, 0
+
+    def put_item(self, **kwargs: object) -> None:
+        self.attempts += 1
+        self.context.sleep(self.hang_s)
+        raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+
+def test_a_write_starts_only_when_its_worst_case_fits() -> None:
+    # 20 s left, 10 s kept for answering: one 7-s attempt fits, a second one does not.
+    context = FakeContext(remaining_ms=20_000)
+    slow = SlowDynamo(context, hang_s=DYNAMODB_ATTEMPT_S)
+    with pytest.raises(TransientError):
+        put_item(slow, TABLE, _scored([0.2]), Budget(context, sleep=context.sleep))
+    assert slow.attempts == 1
+    assert context.remaining_ms >= 10_000  # the reserve was never touched
+    context = FakeContext(remaining_ms=16_000)  # 6 s to spend: not even one attempt
+    slow = SlowDynamo(context, hang_s=DYNAMODB_ATTEMPT_S)
+    with pytest.raises(TransientError, match="no time left"):
+        put_item(slow, TABLE, _scored([0.2]), Budget(context, sleep=context.sleep))
+    assert slow.attempts == 0
 
 
 def test_missing_table_is_a_system_fault(dynamodb) -> None:  # type: ignore[no-untyped-def]

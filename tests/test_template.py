@@ -17,7 +17,7 @@ import pytest
 from cfnlint.api import lint_file
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
-from scorer import config, schema
+from scorer import config, errors, schema
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
@@ -33,19 +33,7 @@ STACK = {
 EXPECTED_BUCKET = "ecg-ingest-123456789012-ap-southeast-2-5d1c9e40"
 # The only actions with Resource "*": X-Ray has no resource-level permissions.
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-CONTRACT_ENV = {
-    "PREDICTIONS_TABLE",
-    "ENDPOINT_NAME",
-    "MODEL_VERSION",
-    "MODEL_LEADS",
-    "MODEL_SAMPLING_RATE_HZ",
-    "WINDOW_SAMPLES",
-    "MAX_FILE_BYTES",
-    "MAX_PAYLOAD_BYTES",
-    "POWERTOOLS_SERVICE_NAME",
-    "POWERTOOLS_METRICS_NAMESPACE",
-    "LOG_LEVEL",
-}
+CONTRACT_ENV = set(config.REQUIRED)  # every setting the function requires
 
 
 class _NoManagedPolicies:
@@ -360,6 +348,10 @@ def test_table_writes_are_limited_to_the_one_table(cfn: dict[str, Any]) -> None:
 def test_queue_consumption_is_limited_to_the_scoring_queue(cfn: dict[str, Any]) -> None:
     statement = statement_for(cfn, "sqs:ReceiveMessage")
     assert statement["Resource"] == {"Fn::GetAtt": ["ScoringQueue", "Arn"]}
+    # Exactly what the Lambda SQS event source needs; the function itself makes no SQS call
+    # (no ChangeMessageVisibility: failed messages go back through batchItemFailures).
+    granted = {a for s in statements(cfn) for a in as_list(s["Action"]) if a.startswith("sqs:")}
+    assert granted == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     logs = statement_for(cfn, "logs:PutLogEvents")
     assert logs["Resource"] == {"Fn::GetAtt": ["ScoreFunctionLogGroup", "Arn"]}
 
@@ -392,6 +384,39 @@ def test_alarms_watch_the_dlq_function_and_endpoint(
     assert p["AlarmActions"] == {
         "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]
     }
+
+
+def test_system_faults_alarm_watches_the_functions_own_metric(cfn: dict[str, Any]) -> None:
+    p = props(cfn, "SystemFaultsAlarm")
+    env = {
+        k: resolve(v, cfn)
+        for k, v in props(cfn, "ScoreFunction")["Environment"]["Variables"].items()
+    }
+    # Powertools Metrics publishes under POWERTOOLS_METRICS_NAMESPACE with the dimension
+    # service = POWERTOOLS_SERVICE_NAME; the alarm must name exactly those.
+    assert (p["Namespace"], p["MetricName"]) == (
+        env["POWERTOOLS_METRICS_NAMESPACE"],
+        "SystemFaults",
+    )
+    assert p["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    assert (p["Statistic"], p["Period"], p["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (p["ComparisonOperator"], p["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert p["TreatMissingData"] == "notBreaching"
+    assert p["AlarmActions"] == {
+        "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]
+    }
+    # and the function really emits that metric name
+    app = (TEMPLATE.parent / "functions" / "scorer" / "app.py").read_text()
+    assert 'name="SystemFaults"' in app
+
+
+def test_function_timeout_covers_slow_calls_within_the_budget(cfn: dict[str, Any]) -> None:
+    """The code starts a call only when its worst case fits before the reserve; the timeout
+    must leave room for an S3 read, two endpoint attempts and the writes."""
+    timeout = props(cfn, "ScoreFunction")["Timeout"]
+    needed = errors.S3_READ_WORST_S + 2 * errors.ENDPOINT_ATTEMPT_S + errors.SAFETY_MARGIN_S
+    assert timeout >= needed
+    assert timeout <= 900  # Lambda's maximum
 
 
 def test_dlq_alarm_fires_on_the_first_message(cfn: dict[str, Any]) -> None:

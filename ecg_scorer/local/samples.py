@@ -174,14 +174,16 @@ def synthetic_samples(seed: int = 20261127) -> list[tuple[Sample, bytes]]:
         "CSV, lower-case leads in another order, 360 Hz",
         _csv(x, 360.0, leads, {"sampling_rate_hz": "360", "recorded_at": _ago(5)}),
     )
-    # NPY: unnamed [T, 3] columns in the model's order at the model's rate.
+    # NPY in the endpoint's own batch format [N, 2000, 3] (unnamed leads in model order): the
+    # only NPY taken at the model's 200 Hz without a rate. An .npy [T, C] holds no rate and
+    # the demo uploads without S3 metadata, so it would be REJECTED (no_rate).
     for kind in ("normal", "bradycardia"):
         x = make(kind, 30.0, MODEL_FS, MODEL_LEADS)
         add(
             f"ward-b/monitor-07/unnamed_{kind}.npy",
             kind,
-            "NPY [T, 3], unnamed leads in model order, 200 Hz",
-            _npy(x),
+            "NPY [3, 2000, 3], the endpoint's batch format, unnamed leads, 200 Hz",
+            _npy(x.reshape(-1, 2000, len(MODEL_LEADS))),
         )
     # NPZ: signals with rate and lead names, 1000 Hz.
     for kind in ("normal", "wide_qrs"):
@@ -225,8 +227,8 @@ def bad_samples(seed: int = 7) -> list[tuple[Sample, bytes]]:
     )
     add(
         "ward-b/monitor-07/all_nan.npy",
-        "NPY holding only NaN",
-        _npy(np.full((4000, 3), np.nan, dtype=np.float32)),
+        "NPY [2, 2000, 3] holding only NaN",
+        _npy(np.full((2, 2000, 3), np.nan, dtype=np.float32)),
     )
     add("ward-b/monitor-07/corrupt.npy", "bytes that are not a .npy file", b"\x93NUMPY garbage")
     pickled = _pickled_npy()

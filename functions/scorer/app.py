@@ -34,6 +34,14 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from scorer import endpoint, readers, store
 from scorer.config import Settings, load_settings
 from scorer.errors import (
+    DYNAMODB_CONNECT_S,
+    DYNAMODB_READ_S,
+    ENDPOINT_CONNECT_S,
+    ENDPOINT_READ_S,
+    S3_ATTEMPTS,
+    S3_CONNECT_S,
+    S3_READ_S,
+    S3_READ_WORST_S,
     STORE_MARGIN_S,
     Budget,
     RejectedFile,
@@ -52,17 +60,29 @@ SETTINGS = load_settings()  # fails the cold start, naming the missing variable
 INCOMING = "incoming/"
 NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Our retry loops (errors.retry) are the ones that count for the endpoint and the table:
-# botocore makes a single attempt there. S3 reads keep botocore's standard retries.
+# botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
+# errors.py's, which also budgets each call's worst case (connect + read timeout).
 _NO_RETRY = {"mode": "standard", "total_max_attempts": 1}
 S3 = boto3.client(
-    "s3", config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
+    "s3",
+    config=Config(
+        connect_timeout=S3_CONNECT_S,
+        read_timeout=S3_READ_S,
+        retries={"mode": "standard", "total_max_attempts": S3_ATTEMPTS},
+    ),
 )
 DYNAMODB = boto3.client(
-    "dynamodb", config=Config(connect_timeout=5, read_timeout=10, retries=_NO_RETRY)
+    "dynamodb",
+    config=Config(
+        connect_timeout=DYNAMODB_CONNECT_S, read_timeout=DYNAMODB_READ_S, retries=_NO_RETRY
+    ),
 )
 # A serverless container has 60 s to answer; a little more for the network.
 SAGEMAKER_RUNTIME = boto3.client(
-    "sagemaker-runtime", config=Config(connect_timeout=5, read_timeout=70, retries=_NO_RETRY)
+    "sagemaker-runtime",
+    config=Config(
+        connect_timeout=ENDPOINT_CONNECT_S, read_timeout=ENDPOINT_READ_S, retries=_NO_RETRY
+    ),
 )
 
 
@@ -105,8 +125,9 @@ def process_batch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict:
     """The whole batch; returns the SQS partial-batch response."""
-    # Scoring retries stop SAFETY_MARGIN_S before the timeout; the table writes may use
-    # that reserve, so results scored before an endpoint outage are still stored.
+    # S3 reads and endpoint calls start only when their worst case still leaves
+    # SAFETY_MARGIN_S; the table writes may use that reserve (each write only when its own
+    # worst case fits), so results scored before an endpoint outage are still stored.
     budget = Budget(context, sleep=sleep)
     store_budget = Budget(context, margin_s=STORE_MARGIN_S, sleep=sleep)
     failed: dict[str, None] = {}  # message ids, in order
@@ -125,7 +146,7 @@ def process_batch(
 
     for job in jobs:
         with logger.append_context_keys(**job.log_keys()):
-            read_and_prepare(job, clients.s3, settings)
+            read_and_prepare(job, clients.s3, settings, budget)
     score(jobs, clients.runtime, settings, budget)
     for job in jobs:
         with logger.append_context_keys(**job.log_keys()):
@@ -208,8 +229,12 @@ def _object_metadata(raw: dict[str, str]) -> dict[str, str]:
 
 
 @tracer.capture_method(capture_response=False)
-def read_and_prepare(job: Job, s3: Any, settings: Settings) -> None:
-    """Read, check and prepare one file; sets job.prepared, job.rejection or job.failure."""
+def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> None:
+    """Read, check and prepare one file; sets job.prepared, job.rejection or job.failure.
+
+    The object is read only when the budget covers the read's worst case; otherwise the
+    file's message goes back to the queue.
+    """
     ref, facts = job.ref, job.facts
     parts = ref.key.split("/")
     if len(parts) >= 4:
@@ -217,6 +242,8 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings) -> None:
     try:
         facts.format = readers.file_format(ref.key)
         readers.check_size(ref.size_bytes or 1, settings.max_file_bytes)
+        if not budget.allows(S3_READ_WORST_S):
+            raise TransientError("no time left in this invocation to read the file")
         data, s3_meta = fetch(s3, ref, settings.max_file_bytes)
         recording = readers.read_recording(data, ref.key)
         meta = {**recording.metadata, **s3_meta}  # key < file < S3 object metadata
@@ -252,7 +279,9 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings) -> None:
         )
     except RejectedFile as rejection:
         job.rejection = rejection
-        logger.info("file rejected", extra={"reason_code": rejection.code})
+        # The cause's type (e.g. zlib error for a corrupt .npz) helps; its text may quote data.
+        cause = type(rejection.__cause__).__name__ if rejection.__cause__ else None
+        logger.info("file rejected", extra={"reason_code": rejection.code, "cause": cause})
     except (TransientError, SystemFault) as error:
         job.failure = error
         logger.warning("file not read; message will be retried", extra={"error": str(error)})
@@ -310,9 +339,7 @@ def score(jobs: list[Job], runtime: Any, settings: Settings, budget: Budget) -> 
         extra={"files": len(files), "calls": outcome.calls, "retries": outcome.retries},
     )
     for jid, job in ready.items():
-        if jid in outcome.rejected:
-            job.rejection, job.prepared = outcome.rejected[jid], None
-        elif jid in outcome.failed:
+        if jid in outcome.failed:
             job.failure = outcome.failed[jid]
     for jid, file_score in outcome.scores.items():
         ready[jid].score = file_score
@@ -328,7 +355,7 @@ def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
         item = store.rejected_item(job.ref, job.facts, job.rejection, settings, now)
     elif job.prepared is not None and job.score is not None:
         item = store.scored_item(job.ref, job.facts, job.prepared, job.score, settings, now)
-    else:  # not reached: every prepared file is scored, rejected or failed by score()
+    else:  # not reached: every prepared file is scored or failed by score()
         job.failure = SystemFault("file was neither scored nor rejected")
         return
 

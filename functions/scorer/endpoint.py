@@ -4,12 +4,18 @@ check of the model version that answered.
 
 Errors, by type (botocore's own retries are off, so this loop is the one that counts):
 
-- ThrottlingException, ModelNotReadyException (serverless cold start), 5xx, ModelError whose
-  container answered 5xx, connection errors and timeouts: TransientError, retried with
-  backoff and full jitter within the Lambda's remaining time.
-- ModelError whose container answered 4xx: the request was refused. With several files in
-  the call, each file is sent alone to find the one at fault; that file is REJECTED.
-  413 (too large) and 415 (content type) are about our request, not a file: SystemFault.
+- ThrottlingException, ModelNotReadyException (serverless cold start), 5xx, connection errors
+  and timeouts: TransientError, retried with backoff and full jitter within the Lambda's
+  remaining time; an attempt starts only when its worst case (connect + read timeout) fits.
+- ModelError whose container answered 5xx (or gave no status): ModelCrashed, a TransientError
+  retried at most MAX_CRASHES times. A window may crash the container, so when a call with
+  several files keeps crashing, each file is sent alone: the files that pass are scored, the
+  one that still crashes goes back to the queue, and the later calls go ahead.
+- ModelError whose container answered 4xx: SystemFault. prepare.py sends only what the
+  endpoint accepts (finite float32 mV, |value| <= 1e6, [N, window, leads]), so a refusal
+  means our request does not fit the deployed model (WINDOW_SAMPLES, MODEL_LEADS, payload
+  size, content type): no file is at fault, none is REJECTED; the messages go back (then to
+  the DLQ) and the SystemFaults alarm fires.
 - ValidationError (e.g. endpoint not found), AccessDenied, anything else: SystemFault.
 - A response that breaks the contract (not JSON, wrong count, other model_version): SystemFault.
 """
@@ -29,7 +35,14 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from scorer.config import Settings
-from scorer.errors import Budget, RejectedFile, ScorerError, SystemFault, TransientError, retry
+from scorer.errors import (
+    ENDPOINT_ATTEMPT_S,
+    Budget,
+    ScorerError,
+    SystemFault,
+    TransientError,
+    retry,
+)
 
 logger = Logger(child=True)
 
@@ -47,14 +60,11 @@ TRANSIENT_CODES = {
     "RequestTimeout",
     "RequestTimeoutException",
 }
+MAX_CRASHES = 3  # a call whose container fails this often is split file by file
 
 
-# Container statuses that say our request, not a file in it, is wrong.
-SYSTEM_STATUSES = {413, 415}
-
-
-class ModelRefused(Exception):
-    """The model container answered 4xx: something in the request's windows it will not take."""
+class ModelCrashed(TransientError):
+    """The model container answered 5xx: it may be a passing fault, or a window crashing it."""
 
 
 @dataclass
@@ -67,10 +77,9 @@ class FileScore:
 
 @dataclass
 class ScoreOutcome:
-    """Per file id: scored, rejected by the model, or failed (transient / system)."""
+    """Per file id: scored, or failed (transient / system)."""
 
     scores: dict[str, FileScore] = field(default_factory=dict)
-    rejected: dict[str, RejectedFile] = field(default_factory=dict)
     failed: dict[str, ScorerError] = field(default_factory=dict)
     calls: int = 0
     retries: int = 0
@@ -96,14 +105,17 @@ def classify(error: Exception) -> Exception:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code == "ModelError":
             original = error.response.get("OriginalStatusCode")
-            if original in SYSTEM_STATUSES:
-                # Too large / wrong content type: our packing or settings disagree with the
-                # endpoint; no file is at fault.
-                return SystemFault(f"the model container answered HTTP {original}")
             if isinstance(original, int) and 400 <= original < 500:
+                # prepare.py sends only what the endpoint accepts: a refusal means our request
+                # does not fit the deployed model (window, leads, size, content type). The
+                # container's message says what it expected; it quotes no samples.
                 detail = str(error.response.get("OriginalMessage", ""))[:300]
-                return ModelRefused(f"HTTP {original}: {detail}".strip())
-            return TransientError(f"model container error (status {original})")
+                return SystemFault(
+                    f"the model container refused the request (HTTP {original}: {detail}); "
+                    "check WINDOW_SAMPLES, MODEL_LEADS and MAX_PAYLOAD_BYTES against the "
+                    "deployed model's config.json"
+                )
+            return ModelCrashed(f"model container error (status {original})")
         if code in TRANSIENT_CODES or status >= 500:
             return TransientError(f"{code or 'HTTP ' + str(status)} from the endpoint")
         return SystemFault(f"{code or 'HTTP ' + str(status)} from InvokeEndpoint")
@@ -171,7 +183,9 @@ class _Caller:
             self.outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
         return parse_response(raw, count, self.settings.model_version)
 
-    def __call__(self, windows: np.ndarray) -> list[tuple[float, float]]:
+    def __call__(
+        self, windows: np.ndarray, max_crashes: int = MAX_CRASHES
+    ) -> list[tuple[float, float]]:
         body = to_npy(windows)
 
         def on_retry(error: TransientError, attempt: int, delay: float) -> None:
@@ -181,7 +195,13 @@ class _Caller:
                 extra={"error": str(error), "attempt": attempt, "delay_s": round(delay, 3)},
             )
 
-        return retry(lambda: self._once(body, len(windows)), self.budget, on_retry)
+        return retry(
+            lambda: self._once(body, len(windows)),
+            self.budget,
+            ENDPOINT_ATTEMPT_S,
+            on_retry,
+            {ModelCrashed: max_crashes},
+        )
 
 
 def score_files(
@@ -193,9 +213,11 @@ def score_files(
     """Score every file's windows ([N, window, C] each) in as few calls as fit the payload.
 
     Windows of all files are joined in order and cut into calls of at most
-    :func:`windows_per_call` windows; a long file may span calls. When a call fails for
-    good (transient budget spent, or a system fault), its files and all files of later
-    calls are marked failed and no further call is made.
+    :func:`windows_per_call` windows; a long file may span calls. A call whose container
+    keeps crashing (5xx) is split file by file (:func:`_isolate`) and the later calls go
+    ahead. When a call fails for good otherwise (throttling or time budget spent, a system
+    fault), its files and all files of later calls are marked failed and no further call is
+    made.
     """
     outcome = ScoreOutcome()
     ids = [fid for fid, w in files.items() if len(w)]
@@ -207,43 +229,40 @@ def score_files(
     thresholds: dict[str, float] = {}
     call = _Caller(client, settings, budget, outcome)
     step = windows_per_call(settings)
+    stopped: ScorerError | None = None
 
     for start in range(0, len(joined), step):
-        stop = min(start + step, len(joined))
-        chunk_owners = [int(i) for i in np.unique(owner[start:stop])]
-        pending = [ids[i] for i in chunk_owners if ids[i] not in outcome.rejected]
+        # A file that already failed (its part of an earlier call) is not sent again.
+        rows = np.arange(start, min(start + step, len(joined)))
+        rows = rows[[ids[int(owner[r])] not in outcome.failed for r in rows]]
+        if not rows.size:
+            continue
+        chunk_owners = [int(i) for i in np.unique(owner[rows])]
         try:
             try:
-                result = call(joined[start:stop])
-                for k, (p, t) in enumerate(result):
-                    probs[start + k] = p
-                    thresholds[ids[int(owner[start + k])]] = t
-            except ModelRefused as refused:
-                _isolate(
-                    call,
-                    joined,
-                    owner,
-                    ids,
-                    chunk_owners,
-                    start,
-                    stop,
-                    probs,
-                    thresholds,
-                    outcome,
-                    refused,
-                )
+                result = call(joined[rows])
+            except ModelCrashed as crash:
+                if len(chunk_owners) == 1:
+                    outcome.failed[ids[chunk_owners[0]]] = crash
+                    logger.warning("model container failed on one file; it will be retried")
+                    continue
+                _isolate(call, joined, owner, ids, chunk_owners, rows, probs, thresholds, outcome)
+                continue
+            for row, (p, t) in zip(rows, result, strict=True):
+                probs[row] = p
+                thresholds[ids[int(owner[row])]] = t
         except (TransientError, SystemFault) as error:
-            later = [ids[int(i)] for i in np.unique(owner[start:])]
-            for fid in dict.fromkeys(pending + later):
-                if fid not in outcome.rejected:
-                    outcome.failed[fid] = error
-            logger.error("scoring stopped", extra={"error": str(error), "files": len(later)})
+            stopped = error
+            logger.error("scoring stopped", extra={"error": str(error)})
             break
 
     for i, fid in enumerate(ids):
-        if fid in outcome.rejected or fid in outcome.failed:
+        if fid in outcome.failed:
             continue
         p = probs[owner == i]
+        if np.isnan(p).any():  # not every window scored: scoring stopped before its turn
+            outcome.failed[fid] = stopped or SystemFault("windows left unscored")
+            continue
         outcome.scores[fid] = FileScore([float(v) for v in p], thresholds[fid])
     return outcome
 
@@ -254,32 +273,34 @@ def _isolate(
     owner: np.ndarray,
     ids: list[str],
     chunk_owners: list[int],
-    start: int,
-    stop: int,
+    rows: np.ndarray,
     probs: np.ndarray,
     thresholds: dict[str, float],
     outcome: ScoreOutcome,
-    refused: ModelRefused,
 ) -> None:
-    """The model refused a call: send each file's part alone; refused parts reject their file."""
+    """A call with several files kept crashing the container: send each file's part alone.
+
+    A file whose part passes is scored; one that still crashes alone fails (transient: its
+    message goes back to the queue, and after 5 receives to the DLQ) so it cannot take its
+    neighbours with it. When every file crashes alone the endpoint itself is failing: that
+    is raised like any transient error and stops the scoring. Throttling, timeouts and
+    system faults on the way are raised too.
+    """
+    logger.warning("model container keeps failing; scoring the call's files one by one")
+    crashed: dict[str, ModelCrashed] = {}
     for i in chunk_owners:
         fid = ids[i]
-        rows = np.flatnonzero(owner[start:stop] == i) + start
-        if len(chunk_owners) == 1:
-            reason: ModelRefused | None = refused
-        else:
-            try:
-                result = call(joined[rows])
-                reason = None
-            except ModelRefused as own:
-                reason = own
-        if reason is not None:
-            outcome.rejected[fid] = RejectedFile(
-                f"the model endpoint refused this file's windows ({reason}); check the "
-                "signal values",
-                "model_refused",
-            )
+        own = rows[owner[rows] == i]
+        try:
+            # The group already used its retries: one crash alone is enough.
+            result = call(joined[own], max_crashes=1)
+        except ModelCrashed as crash:
+            crashed[fid] = crash
             continue
-        for row, (p, t) in zip(rows, result, strict=True):
+        for row, (p, t) in zip(own, result, strict=True):
             probs[row] = p
             thresholds[fid] = t
+    if len(crashed) == len(chunk_owners):
+        raise TransientError("the model container fails on every file alone")
+    outcome.failed.update(crashed)
+    logger.warning("files that crash the model container", extra={"files": len(crashed)})

@@ -2,6 +2,8 @@
 rate with an anti-aliasing filter, and cut model windows.
 
 Output: ``[N, window, leads]`` float32 in raw mV; the endpoint normalises each window.
+What leaves here is what the endpoint accepts (finite values, ``|value| <= 1e6`` mV, that
+shape and dtype), so a refusal by the endpoint is never a file's fault (see endpoint.py).
 NumPy only: the Lambda has no SciPy, so :func:`resample_poly` re-implements
 ``scipy.signal.resample_poly`` (Kaiser-windowed sinc, polyphase) and is tested against it.
 """
@@ -15,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from scorer.errors import RejectedFile
+from scorer.errors import RejectedFile, SystemFault
 from scorer.readers import Recording
 
 MAX_GAP_SECONDS = 0.1  # gaps up to this long are interpolated; longer ones reject the file
@@ -24,6 +26,9 @@ MIN_RATE_HZ = 100.0
 MAX_RATE_HZ = 20_000.0
 MAX_SECONDS = 24 * 3600  # longer recordings would not fit one table item; split them
 RATIO_MAX_DENOMINATOR = 100  # 257 Hz -> 200 Hz becomes 7/9: 0.05 % rate error, short filter
+# The endpoint refuses larger values (model_code/inference.py MAX_ABS_VALUE): an ECG in mV
+# stays within a few mV, so such a file holds uV, nV or raw ADC counts.
+MAX_ABS_MV = 1e6
 
 
 @dataclass
@@ -219,6 +224,72 @@ def cut_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, bool]:
     return windows, False
 
 
+def is_endpoint_format(recording: Recording, window_samples: int, channels: int) -> bool:
+    """The endpoint's own request format: an .npy, or JSON with "signals" and nothing else,
+    shaped [window, channels] or [N, window, channels]. Only this is at the model's rate
+    when it does not say."""
+    shape = recording.stored_shape
+    return (
+        recording.format in {"json", "npy"}
+        and recording.bare
+        and shape[-2:] == (window_samples, channels)
+        and len(shape) in {2, 3}
+    )
+
+
+_HOW_TO_GIVE_RATE = {
+    "csv": "add a time column (e.g. time_s) or a comment line '# sampling_rate_hz: 500'",
+    "json": 'add the field "sampling_rate_hz" (e.g. "sampling_rate_hz": 500) to the JSON',
+    "npy": "an .npy cannot hold it: save an .npz with an array 'sampling_rate_hz' "
+    "(numpy.savez(path, signals=x, sampling_rate_hz=500))",
+    "npz": "add an array 'sampling_rate_hz' to the .npz "
+    "(numpy.savez(path, signals=x, sampling_rate_hz=500))",
+}
+
+
+def _no_rate(
+    recording: Recording, model_rate_hz: float, window: int, channels: int
+) -> RejectedFile:
+    how = _HOW_TO_GIVE_RATE.get(recording.format, "give it in the file")
+    reason = (
+        f"the sampling rate is unknown: {how}, or upload with the S3 object metadata "
+        "sampling-rate-hz (x-amz-meta-sampling-rate-hz: 500)"
+    )
+    if recording.format != "csv":
+        reason += (
+            f"; only the endpoint's own format ([{window}, {channels}] or "
+            f"[N, {window}, {channels}] with nothing else in the file) is taken at "
+            f"{model_rate_hz:g} Hz"
+        )
+    return RejectedFile(reason, "no_rate")
+
+
+def check_windows(windows: np.ndarray, names: tuple[str, ...], window_samples: int) -> None:
+    """What the endpoint checks, checked here: finite float32 mV within +/-1e6, [N, W, C].
+
+    A value the endpoint would refuse rejects the file with a reason; a wrong shape or dtype
+    is a bug of ours (SystemFault), never the file's.
+    """
+    if windows.dtype != np.float32 or windows.shape[1:] != (window_samples, len(names)):
+        raise SystemFault(f"prepared windows are {windows.dtype} {list(windows.shape)}")
+    for j, name in enumerate(names):
+        lead = windows[:, :, j]
+        if not np.isfinite(lead).all():
+            raise RejectedFile(
+                f"lead {name} holds values that are not finite after gap filling "
+                "(too large for float32?); send finite numbers in mV",
+                "not_finite",
+            )
+        peak = float(np.abs(lead).max())
+        if peak > MAX_ABS_MV:
+            raise RejectedFile(
+                f"lead {name} holds values up to {peak:.3g}, beyond +/-{MAX_ABS_MV:g}: the "
+                "signal must be in mV (uV or raw ADC counts?); convert it to mV, or name the "
+                "unit in a CSV header (e.g. II_uV)",
+                "not_mv",
+            )
+
+
 def prepare(
     recording: Recording,
     model_leads: tuple[str, ...],
@@ -228,13 +299,8 @@ def prepare(
     """Recording -> model windows, or RejectedFile saying why not."""
     fs, assumed = recording.fs, False
     if fs is None:
-        if recording.format == "csv":
-            raise RejectedFile(
-                "the sampling rate is unknown: add a time column (e.g. time_s) or a comment "
-                "line '# sampling_rate_hz: 500'",
-                "no_rate",
-            )
-        # JSON and NPY without a rate are the endpoint's own formats, which are at its rate.
+        if not is_endpoint_format(recording, window_samples, len(model_leads)):
+            raise _no_rate(recording, model_rate_hz, window_samples, len(model_leads))
         fs, assumed = model_rate_hz, True
     if not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
         raise RejectedFile(
@@ -262,8 +328,11 @@ def prepare(
     if x.shape[0] < window_samples:  # rounding of the rate ratio can cost a sample
         x = np.pad(x, ((0, window_samples - x.shape[0]), (0, 0)), mode="edge")
     windows, padded = cut_windows(x, window_samples)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused below
+        windows = windows.astype(np.float32)
+    check_windows(windows, model_leads, window_samples)
     return Prepared(
-        windows=windows.astype(np.float32),
+        windows=windows,
         last_window_padded=padded,
         sampling_rate_hz=fs,
         rate_assumed=assumed,

@@ -2,7 +2,9 @@
 
 Formats come from the file extension; the content is sniffed only to say what a misnamed
 file really holds. Every problem with the file raises :class:`RejectedFile` with a reason
-the uploader can act on. Nothing here is ever unpickled (``allow_pickle=False``).
+the uploader can act on, including any error the decoders raise on corrupt bytes (a zlib
+error in an .npz member, a tokenizer error in a damaged .npy header...): bytes can never
+be a system fault. Nothing here is ever unpickled (``allow_pickle=False``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ class Recording:
     leads: list[str] | None  # as written in the file, None when unnamed
     format: str  # json | csv | npy | npz
     metadata: dict[str, str] = field(default_factory=dict)  # record_id, patient_ref, ...
+    # The array's shape as stored ([2000, 3], [N, 2000, 3], [T, C]...) and whether the file
+    # held nothing but it (an .npy, or JSON with "signals" alone): together they tell the
+    # endpoint's own request format, the only one taken at the model's rate without a rate.
+    stored_shape: tuple[int, ...] = ()
+    bare: bool = False
 
 
 def reject(reason: str, code: str) -> RejectedFile:
@@ -155,13 +162,24 @@ def read_recording(data: bytes, key: str) -> Recording:
     expected = {"json": {"json", "text"}, "csv": {"text"}, "npy": {"npy"}, "npz": {"npz"}}[fmt]
     if found not in expected:
         raise _wrong_content(fmt, found)
-    if fmt == "json":
-        return read_json(data)
-    if fmt == "csv":
-        return read_csv(data)
-    if fmt == "npy":
-        return read_npy(data)
-    return read_npz(data)
+    reader = {"json": read_json, "csv": read_csv, "npy": read_npy, "npz": read_npz}[fmt]
+    try:
+        return reader(data)
+    except RejectedFile:
+        raise
+    except Exception as e:  # whatever the decoders raise on damaged bytes
+        # zlib.error, tokenize.TokenError, struct.error, RecursionError, MemoryError...: the
+        # file is damaged, which only a new upload can fix; never a fault of the system.
+        raise reject(CORRUPT[fmt], f"bad_{fmt}") from e
+
+
+CORRUPT = {
+    "json": "the .json file is corrupt (it cannot be decoded); export and upload it again",
+    "csv": "the .csv file is corrupt (it cannot be decoded); export and upload it again",
+    "npy": "the .npy file is corrupt (it cannot be decoded); save it again with numpy.save",
+    "npz": "the .npz file is corrupt (an array in it cannot be decoded); save it again with "
+    "numpy.savez",
+}
 
 
 # -- shared checks -------------------------------------------------------------------------
@@ -278,7 +296,8 @@ def read_json(data: bytes) -> Recording:
         else None
     )
     leads = lead_names(raw["leads"], signal.shape[1], "the JSON") if "leads" in raw else None
-    return Recording(signal, fs, leads, "json", _text_meta(raw, "the JSON field"))
+    meta = _text_meta(raw, "the JSON field")
+    return Recording(signal, fs, leads, "json", meta, tuple(array.shape), set(doc) == {"signals"})
 
 
 # -- CSV -----------------------------------------------------------------------------------
@@ -481,36 +500,44 @@ def read_csv(data: bytes) -> Recording:
 # -- NPY / NPZ -----------------------------------------------------------------------------
 
 
-def _npy_dtype(data: bytes) -> np.dtype | None:
-    """The dtype in an .npy header, read without loading the array (None if unreadable)."""
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """(shape, dtype, header length) of an .npy, read without loading it (None if unreadable)."""
     stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
-            _, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
         elif version == (2, 0):
-            _, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             return None
-    except (ValueError, OSError, EOFError, SyntaxError):
+    except Exception:  # a damaged header: np.load below says what is wrong
         return None
-    return dtype
+    return tuple(int(n) for n in shape), dtype, stream.tell()
 
 
 def read_npy(data: bytes) -> Recording:
     """A [T, C] (or [N, W, C]) numeric array; no metadata travels in an .npy."""
-    dtype = _npy_dtype(data)
-    if dtype is not None and dtype.hasobject:
+    header = _npy_header(data)
+    if header is not None and header[1].hasobject:
         raise reject(
             "the .npy array holds Python objects, which are never unpickled; "
             "save a numeric array, e.g. numpy.save(path, signal.astype('float32'))",
             "npy_object",
         )
+    if header is not None:
+        # The header's shape must account for the bytes exactly: a damaged header could
+        # otherwise make np.load allocate far more than the file holds.
+        shape, dtype, offset = header
+        if math.prod(shape) * dtype.itemsize != len(data) - offset:
+            raise reject("the .npy file is truncated or corrupt; save it again", "bad_npy")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise reject("the .npy file is truncated or corrupt; save it again", "bad_npy") from e
-    return Recording(as_signal(np.asarray(array), "the .npy array"), None, None, "npy")
+    array = np.asarray(array)
+    signal = as_signal(array, "the .npy array")
+    return Recording(signal, None, None, "npy", {}, tuple(array.shape), bare=True)
 
 
 SIGNAL_NAMES = ("signals", "signal", "ecg", "data", "x")
@@ -555,7 +582,9 @@ def read_npz(data: bytes) -> Recording:
                     "npz_no_signals",
                 )
             chosen = npz.files[0]
-        signal = as_signal(member(chosen), f"the .npz array '{chosen}'")
+        stored = member(chosen)
+        stored_shape = tuple(stored.shape)
+        signal = as_signal(stored, f"the .npz array '{chosen}'")
         raw: dict[str, Any] = {}
         for low, name in files.items():
             key = META_ALIASES.get(low)
@@ -576,4 +605,5 @@ def read_npz(data: bytes) -> Recording:
         else None
     )
     leads = lead_names(raw["leads"], signal.shape[1], "the .npz") if "leads" in raw else None
-    return Recording(signal, fs, leads, "npz", _text_meta(raw, "the .npz array"))
+    meta = _text_meta(raw, "the .npz array")
+    return Recording(signal, fs, leads, "npz", meta, stored_shape)

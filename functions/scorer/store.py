@@ -23,7 +23,14 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from scorer import schema
 from scorer.config import Settings
 from scorer.endpoint import FileScore
-from scorer.errors import Budget, RejectedFile, SystemFault, TransientError, retry
+from scorer.errors import (
+    DYNAMODB_ATTEMPT_S,
+    Budget,
+    RejectedFile,
+    SystemFault,
+    TransientError,
+    retry,
+)
 from scorer.prepare import Prepared
 
 logger = Logger(child=True)
@@ -179,7 +186,8 @@ def put_item(
     """Write unless the table already holds this or a newer event's result.
 
     Returns True when written, False when the condition kept an item from the same or a
-    newer event. Throttling and 5xx are retried within the budget (TransientError after).
+    newer event. Throttling and 5xx are retried within the budget (TransientError after,
+    also when not even one attempt fits in the time left).
     """
     request: dict[str, Any] = {
         "TableName": table,
@@ -206,4 +214,5 @@ def put_item(
             raise TransientError(f"{type(e).__name__} writing to DynamoDB") from e
         return True
 
-    return retry(once, budget, on_retry)
+    # Each attempt starts only when its worst case (connect + read timeout) still fits.
+    return retry(once, budget, DYNAMODB_ATTEMPT_S, on_retry)
