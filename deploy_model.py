@@ -44,10 +44,6 @@ DEFAULT_MODEL_DIR = Path("build/model")
 DEFAULT_CODE_DIR = REPO / "model_code"
 DEFAULT_ARCHIVE = Path("sagemaker_models") / f"{MODEL_VERSION}_sagemaker.tar.gz"
 DEFAULT_ENDPOINT = "cnn1d-lstm-ecg-v1"
-# The model's input contract (config.json); invoke prepares other recordings to it.
-MODEL_LEADS = ("I", "II", "V2")
-MODEL_RATE_HZ = 200.0
-WINDOW_SAMPLES = 2000
 DEFAULT_PREFIX = f"ecg-scorer/models/{MODEL_VERSION}"
 ROLE_ENV = "SAGEMAKER_ROLE_ARN"
 VARIANT = "AllTraffic"
@@ -61,15 +57,16 @@ REQUIRED_MEMBERS = (WEIGHTS, CONFIG, *(f"code/{name}" for name in CODE_FILES))
 # Fixed metadata so the same inputs always give the same bytes (and the same SHA-256, which
 # names the S3 key, the Model and the EndpointConfig: that is what makes deploy idempotent).
 ARCHIVE_MTIME = 315532800  # 1980-01-01T00:00:00Z
-CONFIG_KEYS = (
-    "model_version",
-    "window_samples",
-    "channels",
-    "leads",
-    "sampling_rate_hz",
-    "threshold",
-    "architecture",
-)
+# config.json keys read outside the archive: by this tool (invoke prepares recordings to the
+# leads, rate and window; deploy tags the version) and by the stacks (the Lambda's MODEL_*
+# settings must match them). What the handler itself needs is the archive's business: check
+# runs the archive's own model_fn, which refuses a config.json it cannot serve.
+CONTRACT_KEYS = ("model_version", "window_samples", "channels", "leads", "sampling_rate_hz")
+# check holds the unpacked archive in memory: refuse, before reading, anything that would
+# unpack to more (a gzip/tar bomb). The real archive is well under 1 MiB.
+MAX_UNPACKED_MIB = 1024
+MAX_MEMBERS = 1000
+MAX_CONFIG_BYTES = 1024 * 1024
 
 FRAMEWORK_VERSION = "2.0.0"
 PY_VERSION = "py310"
@@ -97,8 +94,9 @@ TAG_SHA = "ecg-scorer:archive-sha256"
 TAG_VERSION = "ecg-scorer:model-version"
 MANAGED_BY = "deploy_model.py"
 
-# Serverless request payloads are capped at 4 MB; 128 float32 windows are 3 MB.
-INVOKE_BATCH = 128
+# Serverless request bodies are capped at 4 MB (4,000,000 bytes keeps clear of both readings
+# of "MB"); invoke splits a file's windows into requests by their encoded size.
+MAX_REQUEST_BYTES = 4_000_000
 METRICS = (
     ("Invocations", "Sum", ""),
     ("Invocation4XXErrors", "Sum", ""),
@@ -235,8 +233,9 @@ for name in ("model_fn", "input_fn", "predict_fn", "output_fn"):
 try:
     model = inference.model_fn(model_dir)
 except Exception as exc:
-    fail("config.json", "does not rebuild a network that matches model.pth (model_fn failed: "
-         + first_line(exc) + ")",
+    # The archive's own model_fn judges its config.json (required keys included) and whether
+    # it rebuilds a network that model.pth fits.
+    fail("config.json", "refused by the archive's own model_fn: " + first_line(exc),
          "package config.json and model.pth from the same training run "
          "(make model, then deploy_model.py package)")
 net = model if isinstance(model, torch.nn.Module) else getattr(model, "net", None)
@@ -254,7 +253,11 @@ if isinstance(net, torch.nn.Module):
 with open(f"{model_dir}/config.json") as handle:
     config = json.load(handle)
 rng = np.random.default_rng(0)
-shape = (int(config["window_samples"]), int(config["channels"]))
+try:
+    shape = (int(config["window_samples"]), int(config["channels"]))
+except (KeyError, TypeError, ValueError) as exc:
+    fail("config.json", "gives no window_samples and channels: " + first_line(exc),
+         "write it with model_code/train.py")
 
 def run(body, content_type):
     data = inference.input_fn(body, content_type)
@@ -339,9 +342,11 @@ def _member_problems(members: Sequence[tarfile.TarInfo]) -> list[Problem]:
 
 
 def _config_problems(config: Any) -> list[Problem]:
+    """What this tool and the stacks read from config.json (`CONTRACT_KEYS`); everything
+    else is judged by the archive's own model_fn in the smoke run."""
     if not isinstance(config, dict):
         return [Problem(CONFIG, "is not a JSON object", "write it with model_code/train.py")]
-    missing = [key for key in CONFIG_KEYS if key not in config]
+    missing = [key for key in CONTRACT_KEYS if key not in config]
     if missing:
         return [Problem(CONFIG, f"lacks {', '.join(missing)}", "write it with model_code/train.py")]
     problems = []
@@ -350,8 +355,8 @@ def _config_problems(config: Any) -> list[Problem]:
         problems.append(
             Problem(CONFIG, f"leads {leads!r} do not match channels {channels}", "retrain")
         )
-    threshold = config["threshold"]
-    if not isinstance(threshold, int | float) or not 0 < threshold < 1:
+    threshold = config.get("threshold")
+    if threshold is not None and (not isinstance(threshold, int | float) or not 0 < threshold < 1):
         problems.append(Problem(CONFIG, f"threshold {threshold!r} not in (0, 1)", "fix it"))
     for key in ("window_samples", "channels", "sampling_rate_hz"):
         value = config[key]
@@ -360,18 +365,57 @@ def _config_problems(config: Any) -> list[Problem]:
     return problems
 
 
-def _read_archive(path: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
-    """Every member with its bytes (None for anything but a regular file)."""
+class _TooLarge(Exception):
+    """The archive would unpack to more than the limit; carries the problem to report."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def _read_archive(
+    path: Path, max_bytes: int = MAX_UNPACKED_MIB * 1024 * 1024
+) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """Every member with its bytes (None for anything but a regular file).
+
+    Each member's size comes from its tar header, so the limits are checked before its data
+    is read: no member over ``max_bytes``, no more than ``max_bytes`` in all, at most
+    `MAX_MEMBERS` members (raises `_TooLarge`).
+    """
+    fix = (
+        "check only archives built by deploy_model.py package; if this one is genuine, raise "
+        "the limit with --max-unpacked-mib"
+    )
+    limit = f"{max_bytes / 2**20:.0f} MiB"
     entries: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    total = 0
     with tarfile.open(path, mode="r:gz") as tar:
         for info in tar:
+            if len(entries) >= MAX_MEMBERS:
+                raise _TooLarge(Problem(str(path), f"holds over {MAX_MEMBERS} members", fix))
+            if info.isfile():
+                if info.size > max_bytes:
+                    raise _TooLarge(
+                        Problem(info.name, f"unpacks to {info.size} bytes, over {limit}", fix)
+                    )
+                total += info.size
+                if total > max_bytes:
+                    raise _TooLarge(
+                        Problem(str(path), f"unpacks to over {limit} (at {info.name})", fix)
+                    )
             handle = tar.extractfile(info) if info.isfile() else None
             entries.append((info, handle.read() if handle else None))
     return entries
 
 
-def check_archive(path: Path, timeout: float = 180.0) -> CheckResult:
-    """Validate an archive; the smoke prediction runs in a fresh interpreter from its own code."""
+def check_archive(
+    path: Path, timeout: float = 180.0, max_unpacked_mib: int = MAX_UNPACKED_MIB
+) -> CheckResult:
+    """Validate an archive; the smoke prediction runs in a fresh interpreter from its own code.
+
+    That interpreter imports the archive's code/inference.py and runs its model_fn: check
+    only archives you would deploy (it runs with your user's rights, not in a sandbox).
+    """
     result = CheckResult()
     if not path.is_file():
         result.problems.append(
@@ -379,7 +423,10 @@ def check_archive(path: Path, timeout: float = 180.0) -> CheckResult:
         )
         return result
     try:
-        entries = _read_archive(path)
+        entries = _read_archive(path, max_unpacked_mib * 1024 * 1024)
+    except _TooLarge as exc:
+        result.problems.append(exc.problem)
+        return result
     except (tarfile.TarError, OSError, EOFError) as exc:
         result.problems.append(
             Problem(str(path), f"not a gzip-compressed tar ({exc})", "rebuild with package")
@@ -506,11 +553,11 @@ def _not_found(exc: Exception) -> bool:
     )
 
 
-def _tags(endpoint: str, sha: str | None = None) -> list[dict[str, str]]:
+def _tags(endpoint: str, version: str, sha: str | None = None) -> list[dict[str, str]]:
     tags = [
         {"Key": TAG_MANAGED_BY, "Value": MANAGED_BY},
         {"Key": TAG_ENDPOINT, "Value": endpoint},
-        {"Key": TAG_VERSION, "Value": MODEL_VERSION},
+        {"Key": TAG_VERSION, "Value": version},
     ]
     if sha:
         tags.append({"Key": TAG_SHA, "Value": sha})
@@ -786,6 +833,7 @@ class Plan:
     config_name: str
     serverless: dict[str, int]
     env: dict[str, str]
+    model_version: str = MODEL_VERSION  # the archive's config.json model_version (a tag)
     upload: bool = True
     create_model: bool = True
     create_config: bool = True
@@ -853,6 +901,7 @@ def make_plan(
     memory: int,
     max_concurrency: int,
     provisioned: int | None,
+    model_version: str = MODEL_VERSION,
 ) -> Plan:
     """Look at what exists (read-only) and decide what to create."""
     sm, s3 = aws.client("sagemaker"), aws.client("s3")
@@ -876,6 +925,7 @@ def make_plan(
         config_name=config_name,
         serverless=serverless,
         env=env,
+        model_version=model_version,
     )
     head = _exists(lambda: s3.head_object(Bucket=bucket, Key=key))
     plan.upload = head is None or head.get("Metadata", {}).get("sha256") != sha
@@ -1004,7 +1054,7 @@ def apply_plan(
     out = sys.stdout if out is None else out
     sm = aws.client("sagemaker")
     done: list[str] = []
-    tags = _tags(plan.endpoint, plan.sha)
+    tags = _tags(plan.endpoint, plan.model_version, plan.sha)
     if plan.upload:
         s3 = aws.client("s3")
         with plan.archive.open("rb") as body:
@@ -1046,7 +1096,7 @@ def apply_plan(
         sm.create_endpoint(
             EndpointName=plan.endpoint,
             EndpointConfigName=plan.config_name,
-            Tags=_tags(plan.endpoint),
+            Tags=_tags(plan.endpoint, plan.model_version),
         )
         done.append(f"creating endpoint {plan.endpoint}")
     elif plan.endpoint_action == "update":
@@ -1059,7 +1109,8 @@ def apply_plan(
     for line in done:
         out.write(line + "\n")
     if wait and plan.endpoint_action != "none":
-        wait_for_endpoint(
+        wait_until_done = partial(
+            wait_for_endpoint,
             sm,
             aws.client("logs"),
             plan.endpoint,
@@ -1069,21 +1120,13 @@ def apply_plan(
             out=out,
             sleep=sleep,
         )
+        wait_until_done()
         if plan.endpoint_action == "wait":
             # Something else was in flight; now compare again.
             desc = sm.describe_endpoint(EndpointName=plan.endpoint)
             if desc.get("EndpointConfigName") != plan.config_name:
                 sm.update_endpoint(EndpointName=plan.endpoint, EndpointConfigName=plan.config_name)
-                wait_for_endpoint(
-                    sm,
-                    aws.client("logs"),
-                    plan.endpoint,
-                    plan.config_name,
-                    timeout=timeout,
-                    poll=poll,
-                    out=out,
-                    sleep=sleep,
-                )
+                wait_until_done()
     return done
 
 
@@ -1113,25 +1156,89 @@ def parse_endpoint(target: str) -> tuple[str, str | None, str | None]:
     return target, None, None
 
 
-def _as_windows(array: Any, source: str, window: int, channels: int) -> Any:
+@dataclass(frozen=True)
+class Contract:
+    """The model's input contract, from its config.json: invoke prepares recordings to it."""
+
+    leads: tuple[str, ...]
+    sampling_rate_hz: float
+    window_samples: int
+
+    @property
+    def channels(self) -> int:
+        return len(self.leads)
+
+    @classmethod
+    def from_config(cls, config: Any, source: str = CONFIG) -> Contract:
+        try:
+            return cls(
+                tuple(str(lead) for lead in config["leads"]),
+                float(config["sampling_rate_hz"]),
+                int(config["window_samples"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ToolError(
+                f"{source}: no usable leads, sampling_rate_hz and window_samples ({exc!r})"
+            ) from exc
+
+
+def read_model_config(source: Path) -> dict[str, Any]:
+    """config.json from a file, a model folder (build/model) or a model archive."""
+    if source.is_dir():
+        source = source / CONFIG
+    if not source.is_file():
+        raise ToolError(f"{source}: no such file")
+    try:
+        if source.name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(source, mode="r:gz") as tar:
+                info = next(
+                    (m for m in tar if m.isfile() and m.name.removeprefix("./") == CONFIG), None
+                )
+                handle = tar.extractfile(info) if info and info.size <= MAX_CONFIG_BYTES else None
+                if handle is None:
+                    raise ToolError(f"{source}: no {CONFIG} of at most {MAX_CONFIG_BYTES} bytes")
+                text = handle.read()
+        else:
+            text = source.read_bytes()
+        config = json.loads(text)
+    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
+        raise ToolError(f"{source}: cannot read {CONFIG} ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ToolError(f"{source}: {CONFIG} is not a JSON object")
+    return config
+
+
+def default_model_config() -> Path:
+    """Where invoke finds the model's config.json without --model-config."""
+    candidates = (DEFAULT_ARCHIVE, DEFAULT_MODEL_DIR / CONFIG)
+    for candidate in (*candidates, *(REPO / c for c in candidates)):
+        if candidate.is_file():
+            return candidate
+    raise ToolError(
+        "no model config.json to take the leads, rate and window from: pass --model-config "
+        f"(the archive, its model folder or its config.json; looked for {DEFAULT_ARCHIVE} "
+        f"and {DEFAULT_MODEL_DIR / CONFIG})"
+    )
+
+
+def _as_windows(array: Any, source: str, contract: Contract) -> Any:
     import numpy as np
 
+    shape = (contract.window_samples, contract.channels)
     array = np.asarray(array, dtype=np.float32)
-    if array.shape == (window, channels):
+    if array.shape == shape:
         array = array[None]
-    if array.ndim != 3 or array.shape[1:] != (window, channels):
+    if array.ndim != 3 or array.shape[1:] != shape:
         raise ValueError(f"{source}: shape {array.shape}")
     return array
 
 
-def load_windows(
-    path: Path, window: int = WINDOW_SAMPLES, channels: int = len(MODEL_LEADS)
-) -> tuple[Any, str]:
+def load_windows(path: Path, contract: Contract) -> tuple[Any, str]:
     """Read an ECG file into float32 windows [N, window, channels]; returns (windows, how).
 
-    The seed JSON ({"signals": [2000x3] or [N x 2000 x 3]}) and .npy windows are read here;
+    The seed JSON ({"signals": [W x C] or [N x W x C]}) and .npy windows are read here;
     any other recording goes through the pipeline's own reader and preparation
-    (functions/scorer: readers, prepare), imported only then.
+    (functions/scorer: readers, prepare), imported only then, to the model's contract.
     """
     import numpy as np
 
@@ -1145,33 +1252,35 @@ def load_windows(
             raise ToolError(f"{path}: not valid JSON ({exc})") from exc
         if isinstance(doc, dict) and "signals" in doc:
             try:
-                return _as_windows(doc["signals"], str(path), window, channels), "seed-json"
+                return _as_windows(doc["signals"], str(path), contract), "seed-json"
             except ValueError:
                 pass  # a whole recording in the pipeline's JSON format: prepare it below
     elif suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-            return _as_windows(array, str(path), window, channels), "npy"
+            return _as_windows(array, str(path), contract), "npy"
         except ValueError:
             pass
-    return _windows_from_pipeline(path), "pipeline"
+    return _windows_from_pipeline(path, contract), "pipeline"
 
 
-def _windows_from_pipeline(path: Path) -> Any:
+def _windows_from_pipeline(path: Path, contract: Contract) -> Any:
     try:
         from scorer import prepare, readers  # type: ignore[attr-defined,unused-ignore]
     except ImportError as exc:
         raise ToolError(
             f"{path}: not seed JSON or .npy windows, and the pipeline readers "
             f"(functions/scorer) cannot be imported ({exc}); install the project "
-            "(pip install -e .) or send [N, 2000, 3] windows"
+            "(pip install -e .) or send [N, window, channels] windows"
         ) from exc
     try:
         recording = readers.read_recording(path.read_bytes(), path.name)
-        prepared = prepare.prepare(recording, MODEL_LEADS, MODEL_RATE_HZ, WINDOW_SAMPLES)
+        prepared = prepare.prepare(
+            recording, contract.leads, contract.sampling_rate_hz, contract.window_samples
+        )
     except Exception as exc:  # RejectedFile and friends: their message says what is wrong
         raise ToolError(f"{path}: cannot be scored: {exc}") from exc
-    return _as_windows(prepared.windows, str(path), WINDOW_SAMPLES, len(MODEL_LEADS))
+    return _as_windows(prepared.windows, str(path), contract)
 
 
 def _body(windows: Any, content_type: str) -> bytes:
@@ -1185,18 +1294,50 @@ def _body(windows: Any, content_type: str) -> bytes:
     return buffer.getvalue()
 
 
+def request_bodies(
+    windows: Any,
+    content_type: str,
+    max_bytes: int = MAX_REQUEST_BYTES,
+    max_windows: int | None = None,
+) -> Iterable[tuple[int, bytes]]:
+    """(window count, body) per request: as many windows as fit in ``max_bytes`` encoded
+    (and at most ``max_windows``), in order."""
+    start = 0
+    while start < len(windows):
+        count = len(windows) - start
+        if max_windows:
+            count = min(count, max_windows)
+        body = _body(windows[start : start + count], content_type)
+        while len(body) > max_bytes:
+            if count == 1:
+                raise ToolError(
+                    f"one window encodes to {len(body)} bytes as {content_type}, over the "
+                    f"{max_bytes}-byte request limit; send application/x-npy"
+                )
+            # Shrink in proportion (JSON's size per window varies a little), then re-check.
+            count = max(1, min(count - 1, int(count * max_bytes / len(body) * 0.98)))
+            body = _body(windows[start : start + count], content_type)
+        yield count, body
+        start += count
+
+
 def invoke(
-    runtime: Any, endpoint: str, windows: Any, content_type: str, batch: int = INVOKE_BATCH
+    runtime: Any,
+    endpoint: str,
+    windows: Any,
+    content_type: str,
+    batch: int | None = None,
+    max_bytes: int = MAX_REQUEST_BYTES,
 ) -> list[dict[str, Any]]:
-    """Score windows [N, 2000, 3], ``batch`` per request; one result object per window."""
+    """Score windows [N, W, C] in requests of at most ``max_bytes`` (and ``batch`` windows);
+    one result object per window."""
     results: list[dict[str, Any]] = []
-    for start in range(0, len(windows), batch):
-        chunk = windows[start : start + batch]
+    for count, body in request_bodies(windows, content_type, max_bytes, batch):
         response = runtime.invoke_endpoint(
             EndpointName=endpoint,
             ContentType=content_type,
             Accept="application/json",
-            Body=_body(chunk, content_type),
+            Body=body,
         )
         raw = response["Body"].read()
         try:
@@ -1206,9 +1347,9 @@ def invoke(
                 f"endpoint {endpoint} answered something that is not JSON: {raw[:80]!r}"
             ) from exc
         answer = answer if isinstance(answer, list) else [answer]
-        if len(answer) != len(chunk):
+        if len(answer) != count:
             raise ToolError(
-                f"endpoint {endpoint} answered {len(answer)} result(s) for {len(chunk)} window(s)"
+                f"endpoint {endpoint} answered {len(answer)} result(s) for {count} window(s)"
             )
         if not all(isinstance(a, dict) and isinstance(a.get("probability"), int | float)
                    for a in answer):  # fmt: skip
@@ -1442,7 +1583,7 @@ def _print_check(path: Path, result: CheckResult) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    result = check_archive(args.archive)
+    result = check_archive(args.archive, max_unpacked_mib=args.max_unpacked_mib)
     _print_check(args.archive, result)
     return 0 if result.ok else 1
 
@@ -1467,7 +1608,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             f"{archive} not found and {args.model_dir} has no model: run make model, "
             "or pass --archive"
         )
-    result = check_archive(archive)
+    result = check_archive(archive, max_unpacked_mib=args.max_unpacked_mib)
     _print_check(archive, result)
     if not result.ok:
         return 1
@@ -1501,6 +1642,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         memory=args.memory,
         max_concurrency=args.max_concurrency,
         provisioned=args.provisioned_concurrency,
+        model_version=str(result.config["model_version"]),
     )
     for line in plan.lines():
         print(line)
@@ -1525,9 +1667,12 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     import boto3
 
     name, region, endpoint_url = parse_endpoint(args.endpoint)
-    windows, how = load_windows(args.file)
+    config_source = args.model_config or default_model_config()
+    contract = Contract.from_config(read_model_config(config_source), str(config_source))
+    windows, how = load_windows(args.file, contract)
     content_type = args.content_type
     if content_type == "auto":
+        # JSON only for what already is JSON windows; x-npy is 5x smaller for everything else.
         content_type = "application/json" if how == "seed-json" else "application/x-npy"
     session = boto3.session.Session()
     region = region or session.region_name
@@ -1659,6 +1804,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="serverless MaxConcurrency, checked against the account quota (default 10)",
         )
 
+    def unpack_limit(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--max-unpacked-mib",
+            type=_positive,
+            default=MAX_UNPACKED_MIB,
+            help="refuse an archive whose members unpack to more than this many MiB, in all "
+            f"or one member, checked before reading them (default {MAX_UNPACKED_MIB})",
+        )
+
     def packaging(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--model-dir",
@@ -1683,8 +1837,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_package)
 
-    p = sub.add_parser("check", help="validate a model archive")
+    p = sub.add_parser(
+        "check",
+        help="validate a model archive",
+        description="Validate a model archive: members and paths, config.json, and a smoke "
+        "prediction. The smoke prediction imports the archive's own code/inference.py and runs "
+        "its model_fn, input_fn, predict_fn and output_fn in a separate Python process, with "
+        "your user's rights (not a sandbox): check only archives you would deploy. Members are "
+        f"read into memory: an archive that unpacks to over {MAX_UNPACKED_MIB} MiB is refused "
+        "before it is read (see --max-unpacked-mib).",
+    )
     p.add_argument("archive", type=Path, metavar="TAR", help="the model.tar.gz to check")
+    unpack_limit(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("preflight", help="check credentials, role, bucket and quota")
@@ -1695,6 +1859,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint_flag(p)
     role_bucket(p)
     packaging(p)
+    unpack_limit(p)
     p.add_argument(
         "--archive",
         type=Path,
@@ -1751,13 +1916,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--content-type",
         choices=("auto", "application/json", "application/x-npy"),
         default="auto",
-        help="request format (default: JSON for seed JSON files, else application/x-npy)",
+        help="request format (default: JSON for seed JSON files, application/x-npy for "
+        "everything else)",
     )
     p.add_argument(
         "--batch",
         type=_positive,
-        default=INVOKE_BATCH,
-        help=f"windows per request, within the 4 MB payload limit (default {INVOKE_BATCH})",
+        help="at most this many windows per request (default: as many as fit in a "
+        f"{MAX_REQUEST_BYTES}-byte request body, the serverless payload limit)",
+    )
+    p.add_argument(
+        "--model-config",
+        type=Path,
+        help="the model's config.json, model folder or archive, for the leads, rate and window "
+        f"to prepare recordings to (default {DEFAULT_ARCHIVE}, else "
+        f"{DEFAULT_MODEL_DIR / CONFIG})",
     )
     p.add_argument("--json", action="store_true", help="print the results as one JSON list")
     p.set_defaults(func=cmd_invoke)

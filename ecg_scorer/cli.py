@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from scorer import schema
 
 from ecg_scorer import query
 
@@ -441,51 +442,38 @@ def cmd_result(ctx: Context, out: TextIO) -> int:
     return 0
 
 
-def cmd_device(ctx: Context, out: TextIO, now: datetime) -> int:
+def cmd_list(ctx: Context, out: TextIO, now: datetime) -> int:
+    """device, site, anomalies, rejected: the command's time-ranged query, listed."""
     since, until = time_range(ctx.args, now)
-    items = query.device_results(
-        ctx.client("dynamodb"),
-        ctx.name("table"),
-        ctx.args.site,
-        ctx.args.device,
+    select: Selection = ctx.args.select
+    items = select(ctx.client("dynamodb"), ctx.name("table"), since, until, ctx.args)
+    show_items(items, ctx.args.format, out, ctx.args.limit)
+    return 0
+
+
+# What a listing command asks the table: (client, table, since, until, args) -> items.
+Selection = Callable[[Any, str, datetime, datetime, argparse.Namespace], Iterable[dict[str, Any]]]
+
+SELECTIONS: dict[str, Selection] = {
+    "device": lambda client, table, since, until, a: query.index_results(
+        client,
+        table,
+        schema.BY_DEVICE,
+        schema.device_key(a.site, a.device),
         since,
         until,
-        ctx.args.page_size,
-    )
-    show_items(items, ctx.args.format, out, ctx.args.limit)
-    return 0
-
-
-def cmd_site(ctx: Context, out: TextIO, now: datetime) -> int:
-    since, until = time_range(ctx.args, now)
-    items = query.site_results(
-        ctx.client("dynamodb"), ctx.name("table"), ctx.args.site, since, until, ctx.args.page_size
-    )
-    show_items(items, ctx.args.format, out, ctx.args.limit)
-    return 0
-
-
-def cmd_anomalies(ctx: Context, out: TextIO, now: datetime) -> int:
-    since, until = time_range(ctx.args, now)
-    items = query.anomalies(
-        ctx.client("dynamodb"),
-        ctx.name("table"),
-        since,
-        until,
-        ctx.args.min_probability,
-        ctx.args.page_size,
-    )
-    show_items(items, ctx.args.format, out, ctx.args.limit)
-    return 0
-
-
-def cmd_rejected(ctx: Context, out: TextIO, now: datetime) -> int:
-    since, until = time_range(ctx.args, now)
-    items = query.rejected(
-        ctx.client("dynamodb"), ctx.name("table"), since, until, ctx.args.page_size
-    )
-    show_items(items, ctx.args.format, out, ctx.args.limit)
-    return 0
+        a.page_size,
+    ),
+    "site": lambda client, table, since, until, a: query.index_results(
+        client, table, schema.BY_SITE, a.site, since, until, a.page_size
+    ),
+    "anomalies": lambda client, table, since, until, a: query.anomalies(
+        client, table, since, until, a.min_probability, a.page_size
+    ),
+    "rejected": lambda client, table, since, until, a: query.rejected(
+        client, table, since, until, a.page_size
+    ),
+}
 
 
 def cmd_export(ctx: Context, out: TextIO, now: datetime) -> int:
@@ -598,11 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("device", parents=[ranged], help="a device's results, newest first")
     p.add_argument("site")
     p.add_argument("device")
-    p.set_defaults(run=cmd_device, timed=True)
+    p.set_defaults(run=cmd_list, timed=True, select=SELECTIONS["device"])
 
     p = commands.add_parser("site", parents=[ranged], help="a site's results, newest first")
     p.add_argument("site")
-    p.set_defaults(run=cmd_site, timed=True)
+    p.set_defaults(run=cmd_list, timed=True, select=SELECTIONS["site"])
 
     p = commands.add_parser(
         "anomalies", parents=[ranged], help="anomalous results, most probable first"
@@ -610,12 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-probability", type=_probability, help="only results at least this probable"
     )
-    p.set_defaults(run=cmd_anomalies, timed=True)
+    p.set_defaults(run=cmd_list, timed=True, select=SELECTIONS["anomalies"])
 
     p = commands.add_parser(
         "rejected", parents=[ranged], help="rejected files and why, newest first"
     )
-    p.set_defaults(run=cmd_rejected, timed=True)
+    p.set_defaults(run=cmd_list, timed=True, select=SELECTIONS["rejected"])
 
     p = commands.add_parser(
         "export", parents=[common], help="every result of a time range as CSV or JSON lines"

@@ -102,32 +102,22 @@ def file_results(client: Any, table: str, bucket: str, key: str) -> list[Item]:
     )
 
 
-def device_results(
+def index_results(
     client: Any,
     table: str,
-    site: str,
-    device: str,
+    index: str,
+    partition: str,
     since: datetime,
     until: datetime,
     page_size: int | None = None,
 ) -> Iterator[Item]:
-    """Pattern 2: one device's results in [since, until), newest first."""
-    _check_range(since, until)
-    partition = schema.device_key(site, device)
-    return _range_query(client, table, schema.BY_DEVICE, partition, since, until, True, page_size)
+    """Pattern 2: one partition of a time-sorted index in [since, until), newest first.
 
-
-def site_results(
-    client: Any,
-    table: str,
-    site: str,
-    since: datetime,
-    until: datetime,
-    page_size: int | None = None,
-) -> Iterator[Item]:
-    """Pattern 2: one site's results in [since, until), newest first."""
+    A device's results: ``index=schema.BY_DEVICE, partition=schema.device_key(site, device)``;
+    a site's: ``index=schema.BY_SITE, partition=site``.
+    """
     _check_range(since, until)
-    return _range_query(client, table, schema.BY_SITE, site, since, until, True, page_size)
+    return _range_query(client, table, index, partition, since, until, True, page_size)
 
 
 def _outcome_days(

@@ -9,24 +9,41 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 from botocore.stub import Stubber
 from moto import mock_aws
-from samtranslator.yaml_helper import yaml_parse
-from scorer import schema
+from scorer import store
+from scorer.config import load_settings
+from scorer.endpoint import FileScore
+from scorer.errors import RejectedFile
+from scorer.prepare import Prepared
 
 from ecg_scorer import cli
+from ecg_scorer.local import stack
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 TABLE = "predictions-test"
 BUCKET = "ingest-test"
 NOW = datetime.now(UTC).replace(microsecond=0)
+# The Lambda's settings (as template.yaml sets them) that the store's items record.
+LAMBDA_ENV = {
+    "PREDICTIONS_TABLE": TABLE,
+    "ENDPOINT_NAME": "cnn1d-lstm-ecg-v1",
+    "MODEL_VERSION": "cnn1d_lstm_ecg_v1",
+    "MODEL_LEADS": "I,II,V2",
+    "MODEL_SAMPLING_RATE_HZ": "200",
+    "WINDOW_SAMPLES": "2000",
+    "MAX_FILE_BYTES": "26214400",
+    "MAX_PAYLOAD_BYTES": "4000000",
+    "POWERTOOLS_SERVICE_NAME": "ecg-scorer",
+    "POWERTOOLS_METRICS_NAMESPACE": "EcgScorer",
+    "LOG_LEVEL": "INFO",
+}
 
 
 @pytest.fixture
@@ -44,16 +61,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def ddb(aws: None) -> Any:
-    """PredictionsTable created from template.yaml's own properties."""
-    props = yaml_parse(TEMPLATE.read_text())["Resources"]["PredictionsTable"]["Properties"]
+    """PredictionsTable created the way the local stack creates it (from template.yaml)."""
     client = boto3.client("dynamodb")
-    client.create_table(
-        TableName=TABLE,
-        BillingMode=props["BillingMode"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        KeySchema=props["KeySchema"],
-        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-    )
+    client.create_table(**stack.table_definition(stack.load_template(), TABLE))
     return client
 
 
@@ -67,56 +77,36 @@ def stored(
     reason: str | None = None,
     model_version: str = "cnn1d_lstm_ecg_v1",
 ) -> dict[str, Any]:
-    """Put one item as the Lambda's store would write it (team contract attributes)."""
-    rejected = reason is not None
-    anomalous = not rejected and probability is not None and probability > 0.5
-    outcome = (
-        schema.Outcome.REJECTED
-        if rejected
-        else schema.Outcome.ANOMALOUS
-        if anomalous
-        else schema.Outcome.NORMAL
-    )
+    """Put one item built by the Lambda's own store (so a change there reaches these tests)."""
     full_key = f"incoming/{site}/{device}/{key}"
-    item: dict[str, Any] = {
-        schema.PK: schema.file_pk(BUCKET, full_key),
-        schema.SK: schema.model_sk(model_version),
-        "device_key": schema.device_key(site, device),
-        "site": site,
-        "outcome_day": schema.outcome_day(outcome, at),
-        "at_key": schema.at_key(at, BUCKET, full_key),
-        "status": (schema.Status.REJECTED if rejected else schema.Status.SCORED).value,
-        "outcome": outcome.value,
-        "model_version": model_version,
-        "endpoint": "cnn1d-lstm-ecg-v1",
-        "device": device,
-        "recorded_at": schema.iso_utc(at),
-        "recorded_at_source": "upload",
-        "uploaded_at": schema.iso_utc(at),
-        "scored_at": schema.iso_utc(at + timedelta(seconds=3)),
-        "bucket": BUCKET,
-        "key": full_key,
-        "version_id": "v-1",
-        "etag": '"abc"',
-        "size_bytes": Decimal(1234),
-        "format": "csv",
-        "s3_sequencer": "0055AED6DCD90281E5",
-    }
-    if rejected:
-        item["reason"] = reason
+    ref = store.FileRef(
+        bucket=BUCKET,
+        key=full_key,
+        version_id="v-1",
+        etag='"abc"',
+        size_bytes=1234,
+        sequencer="0055AED6DCD90281E5",
+        uploaded_at=at,
+    )
+    facts = store.FileFacts(site=site, device=device, format="csv")
+    settings = load_settings({**LAMBDA_ENV, "MODEL_VERSION": model_version})
+    scored_at = at + timedelta(seconds=3)
+    if reason is not None:
+        item = store.rejected_item(
+            ref, facts, RejectedFile(reason, "test_reason"), settings, scored_at
+        )
     else:
         assert probability is not None
-        p = Decimal(str(probability))
-        item.update(
-            probability=p,
-            label="anomalous" if anomalous else "normal",
-            window_probabilities=[p, Decimal("0.05")],
-            windows=Decimal(2),
+        prepared = Prepared(
+            windows=np.zeros((2, 2000, 3), dtype=np.float32),
             last_window_padded=False,
-            threshold=Decimal("0.5"),
-            sampling_rate_hz=Decimal(200),
+            sampling_rate_hz=200.0,
+            rate_assumed=False,
             leads_found=["I", "II", "V2"],
+            duration_s=20.0,
         )
+        score = FileScore(probabilities=[probability, 0.05], threshold=0.5)
+        item = store.scored_item(ref, facts, prepared, score, settings, scored_at)
     serializer = TypeSerializer()
     ddb.put_item(TableName=TABLE, Item={k: serializer.serialize(v) for k, v in item.items()})
     return item

@@ -1,34 +1,35 @@
 """deploy_model.py against AWS stand-ins: moto (S3, IAM, STS, SageMaker, CloudWatch, Logs),
-botocore Stubber for what moto lacks (UpdateEndpoint, a failed deployment), and a small local
-HTTP server that speaks InvokeEndpoint and runs the archive's own handler in-process."""
+botocore Stubber for what moto lacks (UpdateEndpoint, a failed deployment), and the local
+stack's SageMaker runtime (ecg_scorer.local.endpoint) serving the archive's own handler."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import boto3
 import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
+from test_package import CONFIG as TINY_CONFIG
 from test_package import make_code_dir, make_model_dir
 
 import deploy_model as dm
 from deploy_model import Aws, Plan, ToolError
+from ecg_scorer.local import stack
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -46,6 +47,8 @@ TRUST = {
     ],
 }
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+ENDPOINT = "ecg-local"  # the name the local runtime serves
+CONTRACT = dm.Contract.from_config(TINY_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -446,12 +449,20 @@ def test_status_shows_config_model_and_metrics(
     aws.client("cloudwatch").put_metric_data(
         Namespace="AWS/SageMaker",
         MetricData=[
-            {"MetricName": "Invocations", "Dimensions": dims, "Value": 7, "Unit": "Count"},
+            # A minute ago: moto leaves out points stamped in the second the query ends.
+            {
+                "MetricName": "Invocations",
+                "Dimensions": dims,
+                "Value": 7,
+                "Unit": "Count",
+                "Timestamp": datetime.now(UTC) - timedelta(minutes=1),
+            },
             {
                 "MetricName": "ModelLatency",
                 "Dimensions": dims,
                 "Value": 4200,
                 "Unit": "Microseconds",
+                "Timestamp": datetime.now(UTC) - timedelta(minutes=1),
             },
         ],
     )
@@ -577,64 +588,41 @@ def test_delete_refuses_an_endpoint_it_did_not_create(
 
 
 # ---------------------------------------------------------------------------------------------
-# invoke: against a local InvokeEndpoint double running the archive's handler in-process
+# invoke: against the local stack's SageMaker runtime serving the archive's own handler
 
 
-class _Runtime(BaseHTTPRequestHandler):
-    """POST /endpoints/<name>/invocations -> input_fn -> predict_fn -> output_fn."""
+@dataclass
+class LocalEndpoint:
+    url: str
+    log: Path
 
-    handler: Any = None
-    model: Any = None
-    seen: ClassVar[list[tuple[str, str]]] = []
-
-    def do_POST(self) -> None:
-        parts = self.path.strip("/").split("/")
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        content_type = self.headers.get("Content-Type", "")
-        self.seen.append((parts[1], content_type))
-        try:
-            data = self.handler.input_fn(body, content_type)
-            answer = self.handler.output_fn(
-                self.handler.predict_fn(data, self.model), "application/json"
-            )
-            status, payload = 200, answer.encode() if isinstance(answer, str) else answer
-        except Exception as exc:
-            status = int(getattr(exc, "status_code", 500))
-            payload = json.dumps({"ErrorCode": "ModelError", "Message": str(exc)}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        pass
+    def requests(self) -> list[tuple[str, int]]:
+        """(content type, body bytes) of every request the model answered, in order."""
+        text = self.log.read_text(encoding="utf-8")
+        return [(m[1], int(m[2])) for m in re.finditer(r"invocation (\S+) (\d+) bytes", text)]
 
 
 @pytest.fixture(scope="module")
 def local_endpoint(
     archive: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, list[tuple[str, str]]]]:
-    """URL of a runtime double serving the archive's own code; and the requests it saw."""
-    root = tmp_path_factory.mktemp("unpacked")
+) -> Iterator[LocalEndpoint]:
+    """ecg_scorer.local.endpoint serving the unpacked archive, started as the local stack
+    starts it (a child with the archive's code/ as PYTHONPATH)."""
+    root = tmp_path_factory.mktemp("endpoint")
+    model_dir = root / "model"
     with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(root, filter="data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(root / "code"))
-        for name in ("inference", "model"):
-            mp.delitem(sys.modules, name, raising=False)
-        handler = importlib.import_module("inference")
-        _Runtime.handler, _Runtime.model = handler, handler.model_fn(str(root))
-        _Runtime.seen = []
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Runtime)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}", _Runtime.seen
-        finally:
-            server.shutdown()
-            for name in ("inference", "model"):
-                mp.delitem(sys.modules, name, raising=False)
+        tar.extractall(model_dir, filter="data")
+    port = stack.free_port()
+    args = ["-m", "ecg_scorer.local.endpoint", "--model-dir", str(model_dir)]
+    args += ["--endpoint-name", ENDPOINT, "--host", stack.HOST, "--port", str(port)]
+    env = stack.child_env({"PYTHONPATH": str(model_dir / "code")})
+    log, ready = root / "endpoint.log", root / "endpoint.ready"
+    proc = stack.spawn(args, env, log, ready)
+    try:
+        stack.wait_ready(proc, ready, log, timeout=120)
+        yield LocalEndpoint(f"http://{stack.HOST}:{port}", log)
+    finally:
+        stack.stop_process(proc)
 
 
 def _ecg(n: int | None, seed: int = 0) -> np.ndarray:
@@ -663,13 +651,13 @@ def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_invoke_seed_json_prints_probability_and_label(
-    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+    local_endpoint: LocalEndpoint, archive: Path, tmp_path: Path
 ) -> None:
-    url, seen = local_endpoint
     ecg = tmp_path / "seed.json"
     ecg.write_text(json.dumps({"signals": _ecg(None).tolist()}))
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", "ecg-local"], AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url
+        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)],
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -678,70 +666,113 @@ def test_invoke_seed_json_prints_probability_and_label(
     assert window[:3] == ["window", "0", "probability"]
     assert 0.0 <= float(window[3]) <= 1.0 and window[4] in ("normal", "anomalous")
     assert lines[2].startswith("file: max probability") and "cnn1d_lstm_ecg_v1" in lines[2]
-    assert seen[-1] == ("ecg-local", "application/json")
+    assert local_endpoint.requests()[-1][0] == "application/json"
 
 
 def test_invoke_npy_windows_by_runtime_url_in_batches(
-    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+    local_endpoint: LocalEndpoint, archive: Path, tmp_path: Path
 ) -> None:
-    url, seen = local_endpoint
     ecg = tmp_path / "windows.npy"
     np.save(ecg, _ecg(5))
-    runtime_url = "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/ecg-url/invocations"
-    before = len(seen)
+    runtime_url = (
+        f"https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/{ENDPOINT}/invocations"
+    )
+    before = len(local_endpoint.requests())
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", runtime_url, "--batch", "2", "--json"],
-        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url,
+        [
+            "invoke",
+            str(ecg),
+            "--endpoint",
+            runtime_url,
+            "--batch",
+            "2",
+            "--json",
+            "--model-config",
+            str(archive),
+        ],
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert len(results) == 5 and all(0.0 <= r["probability"] <= 1.0 for r in results)
-    assert seen[before:] == [("ecg-url", "application/x-npy")] * 3
+    sent = local_endpoint.requests()[before:]
+    assert [content_type for content_type, _ in sent] == ["application/x-npy"] * 3
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npy"])
+def test_invoke_splits_a_long_file_into_requests_under_4_mb(
+    local_endpoint: LocalEndpoint, archive: Path, tmp_path: Path, suffix: str
+) -> None:
+    windows = _ecg(200, seed=2)
+    ecg = tmp_path / f"long{suffix}"
+    if suffix == ".json":
+        ecg.write_text(json.dumps({"signals": windows.tolist()}))
+    else:
+        np.save(ecg, windows)
+    before = len(local_endpoint.requests())
+    proc = _cli(
+        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--json", "--model-config", str(archive)],
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 200
+    sent = local_endpoint.requests()[before:]
+    assert len(sent) > 1
+    assert all(size <= 4_000_000 for _, size in sent), sent
+    expected = "application/json" if suffix == ".json" else "application/x-npy"
+    assert {content_type for content_type, _ in sent} == {expected}
 
 
 def test_invoke_reports_a_rejected_request(
-    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+    local_endpoint: LocalEndpoint, archive: Path, tmp_path: Path
 ) -> None:
-    url, _ = local_endpoint
     ecg = tmp_path / "bad.npy"
     bad = _ecg(1)
     bad[0, 5, 1] = np.nan
     np.save(ecg, bad)
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", "ecg-local"], AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url
+        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)],
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 1
+    # SageMaker's ModelError, with the model's own 400 message.
+    assert "ModelError" in proc.stderr and "(400)" in proc.stderr
     assert "NaN" in proc.stderr
 
 
 def test_invoke_prepares_other_recordings_with_the_pipeline_readers(
-    local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+    local_endpoint: LocalEndpoint, archive: Path, tmp_path: Path
 ) -> None:
-    url, seen = local_endpoint
     rng = np.random.default_rng(1)
     signal = rng.normal(0.0, 0.3, (500 * 25, 3))  # 25 s at 500 Hz: resampled, 2.5 windows
     ecg = tmp_path / "holter.csv"
     rows = "\n".join(",".join(f"{v:.4f}" for v in row) for row in signal)
     ecg.write_text("# sampling_rate_hz: 500\nI_mV,II_mV,V2_mV\n" + rows + "\n")
-    windows, how = dm.load_windows(ecg)
+    # The leads, rate and window come from the archive's own config.json.
+    contract = dm.Contract.from_config(dm.read_model_config(archive))
+    assert contract == dm.Contract(("I", "II", "V2"), 200.0, 2000)
+    windows, how = dm.load_windows(ecg, contract)
     assert how == "pipeline" and windows.shape == (3, 2000, 3)
 
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", "ecg-local"], AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=url
+        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)],
+        AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 0, proc.stderr
     assert "3 window(s) of 2000 samples, sent as application/x-npy" in proc.stdout
-    assert seen[-1] == ("ecg-local", "application/x-npy")
+    assert local_endpoint.requests()[-1][0] == "application/x-npy"
 
     short = tmp_path / "short.csv"
     short.write_text("# sampling_rate_hz: 500\nI,II,V2\n" + rows.split("\n", 1)[0] + "\n")
     with pytest.raises(ToolError, match=r"short.csv: cannot be scored: .*needs at least 10 s"):
-        dm.load_windows(short)
+        dm.load_windows(short, contract)
 
 
 def test_invoke_reads_a_real_recording(shared_ecg: Path) -> None:
     # PTB s0010_re: leads i, ii, v2 at 1000 Hz, 38.4 s -> 3 windows and a padded 4th.
-    windows, how = dm.load_windows(shared_ecg / "csv" / "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv")
+    windows, how = dm.load_windows(
+        shared_ecg / "csv" / "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv", CONTRACT
+    )
     assert how == "pipeline" and windows.shape == (4, 2000, 3)
     assert np.isfinite(windows).all()
 
@@ -761,12 +792,13 @@ def test_every_command_and_flag_has_help() -> None:
 
 
 def test_invoke_against_moto_reports_its_canned_answer(
-    moto_aws: tuple[Aws, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    moto_aws: tuple[Aws, str], archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # moto's InvokeEndpoint answers a fixed non-JSON body: the CLI must say so, not crash.
     ecg = tmp_path / "seed.json"
     ecg.write_text(json.dumps({"signals": _ecg(None).tolist()}))
-    assert dm.main(["invoke", str(ecg), "--endpoint", "ecg-test"]) == 1
+    argv = ["invoke", str(ecg), "--endpoint", "ecg-test", "--model-config", str(archive)]
+    assert dm.main(argv) == 1
     assert "answered something that is not JSON" in capsys.readouterr().err
 
 
@@ -796,7 +828,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_cli_end_to_end_against_moto_server(
-    archive: Path, local_endpoint: tuple[str, list[tuple[str, str]]], tmp_path: Path
+    archive: Path, local_endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
     from moto.server import ThreadedMotoServer
 
@@ -813,16 +845,16 @@ def test_cli_end_to_end_against_moto_server(
         s3.create_bucket(Bucket=BUCKET)
         env = {
             "AWS_ENDPOINT_URL": moto_url,
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": local_endpoint[0],
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": local_endpoint.url,
             dm.ROLE_ENV: role,
         }
-        deploy = ["deploy", "--archive", str(archive), "--endpoint-name", "ecg-e2e"]
+        deploy = ["deploy", "--archive", str(archive), "--endpoint-name", ENDPOINT]
         deploy += ["--image-uri", IMAGE, "--poll", "0"]
 
         first = _cli(deploy, **env)
         assert first.returncode == 0, first.stderr
-        assert "ok   role" in first.stdout and "creating endpoint ecg-e2e" in first.stdout
-        assert first.stdout.rstrip().splitlines()[-1].startswith("endpoint ecg-e2e InService")
+        assert "ok   role" in first.stdout and f"creating endpoint {ENDPOINT}" in first.stdout
+        assert first.stdout.rstrip().splitlines()[-1].startswith(f"endpoint {ENDPOINT} InService")
 
         second = _cli(deploy, **env)
         assert second.returncode == 0, second.stderr
@@ -832,20 +864,22 @@ def test_cli_end_to_end_against_moto_server(
         assert len(sm.list_endpoint_configs()["EndpointConfigs"]) == 1
         assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 1
 
-        status = _cli(["status", "--endpoint-name", "ecg-e2e"], **env)
+        status = _cli(["status", "--endpoint-name", ENDPOINT], **env)
         assert status.returncode == 0, status.stderr
         assert "state      InService" in status.stdout and "3072 MB" in status.stdout
 
         ecg = tmp_path / "seed.json"
         ecg.write_text(json.dumps({"signals": _ecg(2).tolist()}))
-        invoked = _cli(["invoke", str(ecg), "--endpoint", "ecg-e2e"], **env)
+        invoked = _cli(
+            ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)], **env
+        )
         assert invoked.returncode == 0, invoked.stderr
         assert [line.split()[:2] for line in invoked.stdout.splitlines()[1:3]] == [
             ["window", "0"],
             ["window", "1"],
         ]
 
-        deleted = _cli(["delete", "--endpoint-name", "ecg-e2e", "--yes", "--artifacts"], **env)
+        deleted = _cli(["delete", "--endpoint-name", ENDPOINT, "--yes", "--artifacts"], **env)
         assert deleted.returncode == 0, deleted.stderr
         assert sm.list_endpoints()["Endpoints"] == []
         assert sm.list_endpoint_configs()["EndpointConfigs"] == []

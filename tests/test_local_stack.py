@@ -22,6 +22,7 @@ import boto3
 import numpy as np
 import pytest
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from moto import mock_aws
 from scorer import config as scorer_config
 from scorer import schema
 
@@ -111,6 +112,71 @@ def test_sqs_records_read_like_lambda_events() -> None:
 )
 def test_batch_item_failures_follow_lambda_rules(response: Any, kept: set[str]) -> None:
     assert poller.failed_ids(response, {"a", "b", "c"}) == kept
+
+
+_HANDLER_MODULE = """
+import os, time
+
+def handler(event, context):
+    for record in event["Records"]:
+        kind, _, marker = record["body"].partition(":")
+        if kind == "slow":  # say where it runs, then outlast any test's timeout
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(600)
+    return {"batchItemFailures": []}
+"""
+
+
+@pytest.fixture
+def function_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[poller.FunctionRuntime]:
+    """The poller's execution environment running a test handler (slow on request)."""
+    (tmp_path / "poller_test_handler.py").write_text(_HANDLER_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned child gets the same sys.path
+    runtime = poller.FunctionRuntime("poller_test_handler.handler", "fn", 128)
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+def _in_flight(sqs: Any, url: str) -> tuple[int, int]:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return int(attrs[names[0]]), int(attrs[names[1]])
+
+
+@pytest.mark.slow
+def test_a_batch_over_the_timeout_is_stopped_and_left_whole_in_the_queue(
+    function_runtime: poller.FunctionRuntime, tmp_path: Path
+) -> None:
+    marker = tmp_path / "slow.pid"
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+        for body in ("fast-1", f"slow:{marker}", "fast-2"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        local = poller.Poller(sqs, url, function_runtime, timeout_s=2.0, wait_seconds=0)
+
+        outcome = local.poll_once()
+        assert outcome is not None
+        assert (outcome.received, outcome.deleted, len(outcome.failed)) == (3, 0, 3)
+        assert outcome.error is not None and "timed out" in outcome.error
+        # Nothing deleted: all three wait out the visibility timeout, then come back.
+        assert _in_flight(sqs, url) == (0, 3)
+        # The handler was stopped, not left running in the background.
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(marker.read_text(encoding="utf-8")), 0)
+
+        # The next batch gets a fresh environment and is handled as usual.
+        sqs.send_message(QueueUrl=url, MessageBody="fast-3")
+        again = local.poll_once()
+        assert again is not None
+        assert (again.received, again.deleted, again.failed, again.error) == (1, 1, [], None)
+        assert _in_flight(sqs, url) == (0, 3)
 
 
 def test_samples_cover_every_format_and_bad_files(tmp_path: Path) -> None:

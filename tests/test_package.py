@@ -370,3 +370,62 @@ def test_members_written_by_tar_with_dot_prefix_and_directories_are_accepted() -
         info.type = tarfile.DIRTYPE if name.endswith("/") else tarfile.REGTYPE
         infos.append(info)
     assert deploy_model._member_problems(infos) == []
+
+
+@pytest.mark.parametrize(
+    ("sizes", "member", "words"),
+    [
+        ({"model.pth": 3 * 2**20}, "model.pth", "over 1 MiB"),
+        ({"code/a.py": 600 * 1024, "code/b.py": 600 * 1024}, "model.tar.gz", "over 1 MiB"),
+    ],
+    ids=["one-member", "in-all"],
+)
+def test_check_refuses_an_archive_that_unpacks_over_the_limit_before_reading_it(
+    tiny_archive: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sizes: dict[str, int],
+    member: str,
+    words: str,
+) -> None:
+    members = members_of(tiny_archive)
+    members.update({name: bytes(size) for name, size in sizes.items()})  # zeros: tiny gzipped
+    bomb = write_tar(tmp_path / "model.tar.gz", lambda tar: add_all(tar, members))
+    read: list[str] = []
+    extractfile = tarfile.TarFile.extractfile
+
+    def recording(self: tarfile.TarFile, info: Any) -> Any:
+        read.append(info.name)
+        return extractfile(self, info)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", recording)
+    result = check_archive(bomb, max_unpacked_mib=1)
+    assert [(Path(p.member).name, words in p.message) for p in result.problems] == [(member, True)]
+    assert "--max-unpacked-mib" in result.problems[0].fix
+    # Refused from the tar header of the member that crosses the limit, before reading it.
+    assert max(sizes) not in read
+
+
+def test_check_judges_config_keys_with_the_archives_own_model_fn(
+    tiny_archive: Path, tmp_path: Path
+) -> None:
+    members = members_of(tiny_archive)
+    config = json.loads(members["config.json"])
+    del config["max_windows_per_request"]  # inference.py requires it
+    members["config.json"] = json.dumps(config).encode()
+    bad = write_tar(tmp_path / "bad.tar.gz", lambda tar: add_all(tar, members))
+    result = check_archive(bad)
+    assert [p.member for p in result.problems] == ["config.json"]
+    message = result.problems[0].message
+    assert "lacks max_windows_per_request" in message and "model_fn" in message
+    assert "matches model.pth" not in message  # not blamed on the weights
+
+
+def test_check_help_says_it_runs_the_archives_own_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        deploy_model.main(["check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "runs its model_fn" in text and "check only archives you would deploy" in text
+    assert "--max-unpacked-mib" in text

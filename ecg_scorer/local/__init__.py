@@ -5,3 +5,17 @@ SageMaker runtime ``InvokeEndpoint`` API over the real ``model_code/inference.py
 (`endpoint`), and a poller hands SQS batches to the unchanged Lambda handler (`poller`).
 `demo` runs it end to end (``make demo``) or leaves it running (``make local-up``).
 """
+
+from __future__ import annotations
+
+import logging
+
+
+def log_to_stderr(logger: logging.Logger, name: str) -> None:
+    """Send a local tool's own lines to stderr, without configuring the root logger (which
+    the code under test configures as it does in its real runtime)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

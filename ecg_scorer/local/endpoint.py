@@ -44,6 +44,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ecg_scorer.local import log_to_stderr
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 # SageMaker Serverless Inference takes request bodies up to 4 MB.
@@ -196,16 +198,6 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _log_to_stderr(logger: logging.Logger, name: str) -> None:
-    """This tool's own lines, without configuring the root logger (which the code under test
-    may configure as it does in its real runtime)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -214,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, help="written with the port once serving")
     args = parser.parse_args(argv)
-    _log_to_stderr(log, "endpoint")
+    log_to_stderr(log, "endpoint")
 
     # `inference` comes from PYTHONPATH (the archive's code/ dir), as in the container.
     module = importlib.import_module("inference")

@@ -7,7 +7,12 @@ for an SQS event source, with the function's environment taken from this process
   fill a batch) and build the event exactly as Lambda does (``Records`` with ``messageId``,
   ``receiptHandle``, ``body``, ``attributes``, ``messageAttributes``, ``md5OfBody``,
   ``eventSource``, ``eventSourceARN``, ``awsRegion``);
-- call the unchanged handler (``scorer.app.lambda_handler``) with a Lambda-like context;
+- call the unchanged handler (``scorer.app.lambda_handler``) with a Lambda-like context, in
+  a child process (the function's execution environment: the handler is imported once there,
+  the cold start, and kept warm between batches);
+- enforce the function's timeout as Lambda does: an invocation still running at the deadline
+  is stopped (the child is killed and a fresh one is started for the next batch) and counts
+  as failed, so every message of its batch is left to come back after the visibility timeout;
 - with ``ReportBatchItemFailures``, delete every message of the batch but those listed in
   ``batchItemFailures``; a handler exception or an invalid response fails the whole batch;
   without it, a batch that returns is deleted whole;
@@ -21,17 +26,23 @@ import argparse
 import importlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from ecg_scorer.local import log_to_stderr
 
 log = logging.getLogger("ecg_scorer.local.poller")
 
@@ -112,6 +123,135 @@ def failed_ids(response: Any, batch_ids: set[str]) -> set[str]:
 
 
 @dataclass
+class Invocation:
+    """How one invocation ended, as the Lambda service sees it."""
+
+    response: Any = None
+    error: str | None = None  # a function error: the handler raised, timed out or crashed
+    timed_out: bool = False
+
+
+def _json_default(value: Any) -> Any:
+    # The Python runtime's marshaller turns Decimal into a number; anything else it cannot
+    # serialise fails the invocation (Runtime.MarshalError).
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _serve(
+    conn: Connection, handler_name: str, function_name: str, memory_mb: int, region: str
+) -> None:
+    """The execution environment's main loop (in the child): import the handler once, then
+    run one invocation per event received."""
+    # Ctrl-C in a terminal reaches the whole process group: the poller decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        handler = load_handler(handler_name)
+    except BaseException as e:  # an init error, as Lambda reports it
+        conn.send(("init_error", f"{type(e).__name__}: {e}", traceback.format_exc()))
+        return
+    conn.send(("ready", None, ""))
+    while True:
+        try:
+            event, timeout_s = conn.recv()
+        except (EOFError, OSError):  # the poller is gone
+            return
+        context = LambdaContext(function_name, str(memory_mb), timeout_s, region=region)
+        try:
+            response = handler(event, context)
+            # What Lambda hands back is the handler's return value serialised as JSON.
+            reply: tuple[str, Any, str] = (
+                "ok",
+                json.loads(json.dumps(response, default=_json_default)),
+                "",
+            )
+        except Exception as e:
+            reply = ("error", f"{type(e).__name__}: {e}", traceback.format_exc())
+        conn.send(reply)
+
+
+@dataclass
+class FunctionRuntime:
+    """The function's execution environment: a child process that imports the handler (the
+    cold start) and runs one invocation at a time. An invocation still running at the
+    timeout is stopped by killing the child, as Lambda stops the function; the next
+    invocation starts a fresh one."""
+
+    handler_name: str
+    function_name: str
+    memory_mb: int
+    region: str = "us-east-1"
+    init_timeout_s: float = 120.0
+    _process: Any = field(default=None, repr=False)
+    _conn: Connection | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Start the child and wait for the handler's import; RuntimeError if it fails."""
+        self.stop()
+        # spawn, not fork: the child starts clean (no copied threads or sockets of boto3 or
+        # moto), as a new execution environment does.
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        process = ctx.Process(
+            target=_serve,
+            args=(child, self.handler_name, self.function_name, self.memory_mb, self.region),
+            name=f"{self.function_name}-runtime",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        if not parent.poll(self.init_timeout_s):
+            self.stop()
+            raise RuntimeError(f"handler {self.handler_name} did not initialise in time")
+        try:
+            kind, message, trace = parent.recv()
+        except EOFError:
+            self.stop()
+            raise RuntimeError(f"runtime exited while importing {self.handler_name}") from None
+        if kind != "ready":
+            self.stop()
+            raise RuntimeError(
+                f"handler {self.handler_name} failed to initialise: {message}\n{trace}"
+            )
+
+    def invoke(self, event: dict[str, Any], timeout_s: float) -> Invocation:
+        """Run the handler on one event; stop it at ``timeout_s``."""
+        if self._conn is None or self._process is None or not self._process.is_alive():
+            try:
+                self.start()
+            except RuntimeError as e:
+                return Invocation(error=str(e))
+        assert self._conn is not None
+        self._conn.send((event, timeout_s))
+        if not self._conn.poll(timeout_s):
+            self.stop()  # Lambda stops the function and resets its environment
+            return Invocation(error=f"Task timed out after {timeout_s:.2f} seconds", timed_out=True)
+        try:
+            kind, payload, trace = self._conn.recv()
+        except (EOFError, OSError):
+            code = self._process.exitcode if self._process is not None else None
+            self.stop()
+            return Invocation(error=f"Runtime exited with error: exit code {code}")
+        if kind == "ok":
+            return Invocation(response=payload)
+        log.error("handler raised; the whole batch returns to the queue\n%s", trace.rstrip())
+        return Invocation(error=str(payload))
+
+    def stop(self) -> None:
+        """Kill the child (if running) and forget it."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=10)
+
+
+@dataclass
 class BatchOutcome:
     received: int
     deleted: int
@@ -123,9 +263,7 @@ class BatchOutcome:
 class Poller:
     sqs: Any
     queue_url: str
-    handler: Handler
-    function_name: str
-    memory_mb: int
+    runtime: Any  # FunctionRuntime, or anything with its invoke(event, timeout_s)
     timeout_s: float
     batch_size: int = 10
     batching_window_s: float = 0.0
@@ -173,20 +311,16 @@ class Poller:
     def process(self, messages: list[dict[str, Any]]) -> BatchOutcome:
         event = {"Records": [sqs_record(m, self.queue_arn, self.region) for m in messages]}
         ids = {m["MessageId"] for m in messages}
-        context = LambdaContext(self.function_name, str(self.memory_mb), self.timeout_s)
-        error = None
-        started = time.monotonic()
-        try:
-            response = self.handler(event, context)
-            keep = failed_ids(response, ids) if self.report_batch_item_failures else set()
-        except Exception as e:  # an invocation error fails the whole batch, as in Lambda
-            error = f"{type(e).__name__}: {e}"
-            log.exception("handler raised; the whole batch returns to the queue")
+        invocation = self.runtime.invoke(event, self.timeout_s)
+        if invocation.error is not None:
+            # A function error (raised, timed out, crashed) fails the whole batch, as in
+            # Lambda: nothing is deleted and every message comes back after the visibility
+            # timeout, even those the handler had finished before it was stopped.
             keep = set(ids)
-        elapsed = time.monotonic() - started
-        if elapsed > self.timeout_s:
-            # Lambda would have stopped the function and retried the whole batch.
-            log.warning("invocation took %.1f s, over the %s s timeout", elapsed, self.timeout_s)
+        elif self.report_batch_item_failures:
+            keep = failed_ids(invocation.response, ids)
+        else:
+            keep = set()
         done = [m for m in messages if m["MessageId"] not in keep]
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
@@ -196,7 +330,7 @@ class Poller:
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
                 ],
             )
-        return BatchOutcome(len(messages), len(done), sorted(keep), error)
+        return BatchOutcome(len(messages), len(done), sorted(keep), invocation.error)
 
     def poll_once(self) -> BatchOutcome | None:
         messages = self.receive()
@@ -220,16 +354,6 @@ def load_handler(dotted: str) -> Handler:
     return handler
 
 
-def _log_to_stderr(logger: logging.Logger, name: str) -> None:
-    """This tool's own lines, without configuring the root logger (which the code under test
-    may configure as it does in its real runtime)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queue-url", required=True)
@@ -243,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll wait per call")
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args(argv)
-    _log_to_stderr(log, "poller")
+    log_to_stderr(log, "poller")
 
     stopping = False
 
@@ -254,16 +378,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    runtime = FunctionRuntime(args.handler, args.function_name, args.memory, region)
     # Importing the handler reads the function's configuration, as a Lambda cold start does:
     # a missing variable fails here, before any message is taken.
-    handler = load_handler(args.handler)
-    region = os.environ.get("AWS_REGION", "us-east-1")
+    try:
+        runtime.start()
+    except RuntimeError as e:
+        log.error("%s", e)
+        return 1
     poller = Poller(
         sqs=boto3.client("sqs"),
         queue_url=args.queue_url,
-        handler=handler,
-        function_name=args.function_name,
-        memory_mb=args.memory,
+        runtime=runtime,
         timeout_s=args.timeout,
         batch_size=args.batch_size,
         batching_window_s=args.batching_window,
@@ -279,17 +406,20 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(args.ready_file)
     log.info("polling %s for %s", args.queue_url, args.handler)
     failures_in_a_row = 0
-    while not stopping and os.getppid() == parent:
-        try:
-            poller.poll_once()
-            failures_in_a_row = 0
-        except Exception:
-            # The queue itself is unreachable (e.g. the stack is stopping): back off.
-            failures_in_a_row += 1
-            log.exception("polling failed")
-            if failures_in_a_row >= 5:
-                return 1
-            time.sleep(1.0)
+    try:
+        while not stopping and os.getppid() == parent:
+            try:
+                poller.poll_once()
+                failures_in_a_row = 0
+            except Exception:
+                # The queue itself is unreachable (e.g. the stack is stopping): back off.
+                failures_in_a_row += 1
+                log.exception("polling failed")
+                if failures_in_a_row >= 5:
+                    return 1
+                time.sleep(1.0)
+    finally:
+        runtime.stop()
     return 0
 
 
