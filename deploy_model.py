@@ -290,7 +290,9 @@ version = one.get("model_version")
 if version is not None and version != config.get("model_version"):
     fail("code/inference.py", f"answers model_version {version!r} but config.json says "
          f"{config.get('model_version')!r}", "read model_version from config.json")
-params = sum(int(v.numel()) for v in state.values())
+# Trainable parameters when the network is at hand (state_dict also holds BatchNorm buffers).
+tensors = net.parameters() if isinstance(net, torch.nn.Module) else state.values()
+params = sum(int(v.numel()) for v in tensors)
 print(json.dumps({"ok": True, "probability": p, "label": one.get("label"),
                   "model_version": version, "parameters": params}))
 """
