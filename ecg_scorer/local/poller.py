@@ -271,8 +271,6 @@ class Poller:
     wait_seconds: int = 1
     region: str = "us-east-1"
     queue_arn: str = ""
-    # Asked between receives: on shutdown, stop filling the batch and hand over what is in.
-    stop_requested: Callable[[], bool] = lambda: False
 
     def __post_init__(self) -> None:
         if not self.queue_arn:
@@ -302,7 +300,7 @@ class Poller:
                     messages[known[message["MessageId"]]] = message
                 else:
                     messages.append(message)
-            if not messages or time.monotonic() >= deadline or self.stop_requested():
+            if not messages or time.monotonic() >= deadline:
                 break
             if not got:
                 time.sleep(0.05)
@@ -369,11 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log_to_stderr(log, "poller")
 
-    stopping = False
-
     def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
+        # Leave at once, even mid-invocation: the finally below kills the function's child
+        # process, and the batch in flight comes back after its visibility timeout, as when
+        # Lambda stops a function.
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -397,7 +395,6 @@ def main(argv: list[str] | None = None) -> int:
         report_batch_item_failures=args.report_batch_item_failures,
         wait_seconds=args.wait_seconds,
         region=region,
-        stop_requested=lambda: stopping,
     )
     parent = os.getppid()
     if args.ready_file:
@@ -407,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("polling %s for %s", args.queue_url, args.handler)
     failures_in_a_row = 0
     try:
-        while not stopping and os.getppid() == parent:
+        while os.getppid() == parent:
             try:
                 poller.poll_once()
                 failures_in_a_row = 0

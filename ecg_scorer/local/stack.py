@@ -15,6 +15,7 @@ Two differences from AWS remain in those messages: moto leaves out ``sequencer``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -485,7 +486,9 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) ->
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        # The whole session (spawn() starts one per child), so no grandchild outlives it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
