@@ -128,7 +128,6 @@ class Invocation:
 
     response: Any = None
     error: str | None = None  # a function error: the handler raised, timed out or crashed
-    timed_out: bool = False
 
 
 def _json_default(value: Any) -> Any:
@@ -227,7 +226,7 @@ class FunctionRuntime:
         self._conn.send((event, timeout_s))
         if not self._conn.poll(timeout_s):
             self.stop()  # Lambda stops the function and resets its environment
-            return Invocation(error=f"Task timed out after {timeout_s:.2f} seconds", timed_out=True)
+            return Invocation(error=f"Task timed out after {timeout_s:.2f} seconds")
         try:
             kind, payload, trace = self._conn.recv()
         except (EOFError, OSError):
