@@ -18,7 +18,7 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 from botocore.stub import Stubber
 from moto import mock_aws
-from scorer import store
+from scorer import store, uploads
 from scorer.config import load_settings
 from scorer.endpoint import FileScore
 from scorer.errors import RejectedFile
@@ -79,7 +79,7 @@ def stored(
 ) -> dict[str, Any]:
     """Put one item built by the Lambda's own store (so a change there reaches these tests)."""
     full_key = f"incoming/{site}/{device}/{key}"
-    ref = store.FileRef(
+    ref = uploads.FileRef(
         bucket=BUCKET,
         key=full_key,
         version_id="v-1",
@@ -88,7 +88,7 @@ def stored(
         sequencer="0055AED6DCD90281E5",
         uploaded_at=at,
     )
-    facts = store.FileFacts(site=site, device=device, format="csv")
+    facts = uploads.FileFacts(site=site, device=device, format="csv")
     settings = load_settings({**LAMBDA_ENV, "MODEL_VERSION": model_version})
     scored_at = at + timedelta(seconds=3)
     if reason is not None:

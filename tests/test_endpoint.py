@@ -12,8 +12,9 @@ import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from scorer.budget import ENDPOINT_ATTEMPT_S, SAFETY_MARGIN_S, Budget
 from scorer.endpoint import MAX_CRASHES, ModelCrashed, score_files, windows_per_call
-from scorer.errors import ENDPOINT_ATTEMPT_S, SAFETY_MARGIN_S, Budget, SystemFault, TransientError
+from scorer.errors import SystemFault, TransientError
 from scorer_helpers import MODEL_VERSION, FakeContext, FakeRuntime, client_error, settings
 
 SETTINGS = settings()

@@ -12,17 +12,17 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from moto import mock_aws
 from scorer import schema
+from scorer.budget import DYNAMODB_ATTEMPT_S, Budget
 from scorer.endpoint import FileScore
-from scorer.errors import DYNAMODB_ATTEMPT_S, Budget, RejectedFile, SystemFault, TransientError
+from scorer.errors import RejectedFile, SystemFault, TransientError
 from scorer.prepare import Prepared
 from scorer.store import (
-    FileFacts,
-    FileRef,
     put_item,
     rejected_item,
     scored_item,
     sortable_sequencer,
 )
+from scorer.uploads import FileFacts, FileRef
 from scorer_helpers import (
     TABLE,
     FakeContext,

@@ -17,7 +17,7 @@ import pytest
 from cfnlint.api import lint_file
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
-from scorer import config, errors, schema
+from scorer import budget, config, schema
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
@@ -414,7 +414,7 @@ def test_function_timeout_covers_slow_calls_within_the_budget(cfn: dict[str, Any
     """The code starts a call only when its worst case fits before the reserve; the timeout
     must leave room for an S3 read, two endpoint attempts and the writes."""
     timeout = props(cfn, "ScoreFunction")["Timeout"]
-    needed = errors.S3_READ_WORST_S + 2 * errors.ENDPOINT_ATTEMPT_S + errors.SAFETY_MARGIN_S
+    needed = budget.S3_READ_WORST_S + 2 * budget.ENDPOINT_ATTEMPT_S + budget.SAFETY_MARGIN_S
     assert timeout >= needed
     assert timeout <= 900  # Lambda's maximum
 

@@ -15,7 +15,6 @@ other message is deleted. Nothing in S3 is ever modified or deleted.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,12 +27,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
-from scorer import endpoint, readers, store
-from scorer.config import Settings, load_settings
-from scorer.errors import (
+from scorer import endpoint, keys, readers, store
+from scorer.budget import (
     DYNAMODB_CONNECT_S,
     DYNAMODB_READ_S,
     ENDPOINT_CONNECT_S,
@@ -44,21 +41,24 @@ from scorer.errors import (
     S3_READ_WORST_S,
     STORE_MARGIN_S,
     Budget,
+)
+from scorer.config import Settings, load_settings
+from scorer.errors import (
     RejectedFile,
     ScorerError,
     SystemFault,
     TransientError,
+    error_code,
+    from_boto,
 )
 from scorer.prepare import Prepared, prepare
-from scorer.store import FileFacts, FileRef
+from scorer.uploads import FileFacts, FileRef
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
 SETTINGS = load_settings()  # fails the cold start, naming the missing variable
-INCOMING = "incoming/"
-NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Our retry loops (errors.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
 # errors.py's, which also budgets each call's worst case (connect + read timeout).
@@ -184,7 +184,7 @@ def jobs_of_message(message_id: str, body: str) -> list[Job]:
             continue
         obj = rec["s3"]["object"]
         key = unquote_plus(obj["key"])  # keys arrive URL-encoded, spaces as '+'
-        if not key.startswith(INCOMING) or key.endswith("/"):
+        if not keys.is_incoming(key):
             continue
         ref = FileRef(
             bucket=rec["s3"]["bucket"]["name"],
@@ -211,10 +211,8 @@ def _parse_time(text: Any) -> datetime | None:
 
 
 def _name_part(value: str, what: str) -> str:
-    if not NAME_PART.match(value):
-        raise RejectedFile(
-            f"{what} {value[:70]!r} must be 1-64 letters, digits, '.', '_' or '-'", f"bad_{what}"
-        )
+    if not keys.valid_name(value):
+        raise RejectedFile(f"{what} {value[:70]!r} must be {keys.NAME_RULE}", f"bad_{what}")
     return value
 
 
@@ -236,9 +234,8 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> N
     file's message goes back to the queue.
     """
     ref, facts = job.ref, job.facts
-    parts = ref.key.split("/")
-    if len(parts) >= 4:
-        facts.site, facts.device = parts[1], parts[2]
+    where = keys.parse(ref.key)
+    facts.site, facts.device = where.site, where.device
     try:
         facts.format = readers.file_format(ref.key)
         readers.check_size(ref.size_bytes or 1, settings.max_file_bytes)
@@ -303,20 +300,15 @@ def fetch(s3: Any, ref: FileRef, max_bytes: int) -> tuple[bytes, dict[str, str]]
             data = response["Body"].read(max_bytes + 1)
         finally:
             response["Body"].close()
-    except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "")
-        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in {"NoSuchKey", "NoSuchVersion", "404"}:
+    except Exception as e:
+        if isinstance(e, ClientError) and error_code(e)[0] in {"NoSuchKey", "NoSuchVersion", "404"}:
             raise RejectedFile(
                 "the object no longer exists (deleted before it could be scored)", "gone"
             ) from e
-        if code in {"SlowDown", "InternalError", "ServiceUnavailable"} or status >= 500:
-            raise TransientError(f"{code} reading from S3") from e
-        raise SystemFault(f"{code or status} reading s3://{ref.bucket}") from e
-    except (BotoConnectionError, HTTPClientError) as e:
-        raise TransientError(f"{type(e).__name__} reading from S3") from e
-    except BotoCoreError as e:
-        raise SystemFault(f"{type(e).__name__} reading from S3") from e
+        mapped = from_boto(e, "reading from S3")
+        if mapped is None:
+            raise
+        raise mapped from e
     readers.check_size(len(data), max_bytes)
     return data, _object_metadata(response.get("Metadata") or {})
 

@@ -31,35 +31,17 @@ from typing import Any
 
 import numpy as np
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
+from scorer.budget import ENDPOINT_ATTEMPT_S, Budget, retry
 from scorer.config import Settings
-from scorer.errors import (
-    ENDPOINT_ATTEMPT_S,
-    Budget,
-    ScorerError,
-    SystemFault,
-    TransientError,
-    retry,
-)
+from scorer.errors import ScorerError, SystemFault, TransientError, error_code, from_boto
 
 logger = Logger(child=True)
 
 CONTENT_TYPE = "application/x-npy"
 MAX_WINDOWS_PER_REQUEST = 256  # config.json max_windows_per_request of the model
 NPY_HEADER_BYTES = 128  # np.save's v1.0 header for a float32 [N, 2000, 3] array
-TRANSIENT_CODES = {
-    "ThrottlingException",
-    "ModelNotReadyException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-    "InternalFailureException",
-    "InternalDependencyException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-}
 MAX_CRASHES = 3  # a call whose container fails this often is split file by file
 
 
@@ -100,30 +82,20 @@ def to_npy(windows: np.ndarray) -> bytes:
 
 def classify(error: Exception) -> Exception:
     """Map a botocore error to our kinds (by type and error code, never by message)."""
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code == "ModelError":
-            original = error.response.get("OriginalStatusCode")
-            if isinstance(original, int) and 400 <= original < 500:
-                # prepare.py sends only what the endpoint accepts: a refusal means our request
-                # does not fit the deployed model (window, leads, size, content type). The
-                # container's message says what it expected; it quotes no samples.
-                detail = str(error.response.get("OriginalMessage", ""))[:300]
-                return SystemFault(
-                    f"the model container refused the request (HTTP {original}: {detail}); "
-                    "check WINDOW_SAMPLES, MODEL_LEADS and MAX_PAYLOAD_BYTES against the "
-                    "deployed model's config.json"
-                )
-            return ModelCrashed(f"model container error (status {original})")
-        if code in TRANSIENT_CODES or status >= 500:
-            return TransientError(f"{code or 'HTTP ' + str(status)} from the endpoint")
-        return SystemFault(f"{code or 'HTTP ' + str(status)} from InvokeEndpoint")
-    if isinstance(error, BotoConnectionError | HTTPClientError):
-        return TransientError(f"{type(error).__name__} calling the endpoint")
-    if isinstance(error, BotoCoreError):
-        return SystemFault(f"{type(error).__name__} calling the endpoint")
-    return error
+    if isinstance(error, ClientError) and error_code(error)[0] == "ModelError":
+        original = error.response.get("OriginalStatusCode")
+        if isinstance(original, int) and 400 <= original < 500:
+            # prepare.py sends only what the endpoint accepts: a refusal means our request
+            # does not fit the deployed model (window, leads, size, content type). The
+            # container's message says what it expected; it quotes no samples.
+            detail = str(error.response.get("OriginalMessage", ""))[:300]
+            return SystemFault(
+                f"the model container refused the request (HTTP {original}: {detail}); "
+                "check WINDOW_SAMPLES, MODEL_LEADS and MAX_PAYLOAD_BYTES against the "
+                "deployed model's config.json"
+            )
+        return ModelCrashed(f"model container error (status {original})")
+    return from_boto(error, "from the endpoint") or error
 
 
 def parse_response(body: bytes, count: int, model_version: str) -> list[tuple[float, float]]:

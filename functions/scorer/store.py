@@ -10,41 +10,26 @@ comparison in the condition does the job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeSerializer
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
 from scorer import schema
+from scorer.budget import DYNAMODB_ATTEMPT_S, Budget, retry
 from scorer.config import Settings
 from scorer.endpoint import FileScore
-from scorer.errors import (
-    DYNAMODB_ATTEMPT_S,
-    Budget,
-    RejectedFile,
-    SystemFault,
-    TransientError,
-    retry,
-)
+from scorer.errors import RejectedFile, error_code, from_boto
 from scorer.prepare import Prepared
+from scorer.uploads import FileFacts, FileRef
 
 logger = Logger(child=True)
 
 SEQUENCER_WIDTH = 32
 PROBABILITY_DIGITS = 6
-THROTTLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-}
 CONDITION = (
     "attribute_not_exists(pk) OR attribute_not_exists(s3_sequencer_sortable) "
     "OR s3_sequencer_sortable < :seq"
@@ -56,31 +41,6 @@ _serializer = TypeSerializer()
 def sortable_sequencer(sequencer: str) -> str:
     """Right-pad with zeros (AWS's rule for sequencers of different lengths), upper-case."""
     return sequencer.strip().upper().ljust(SEQUENCER_WIDTH, "0")
-
-
-@dataclass
-class FileRef:
-    """One uploaded object, as the S3 event names it."""
-
-    bucket: str
-    key: str
-    version_id: str | None
-    etag: str | None
-    size_bytes: int
-    sequencer: str | None
-    uploaded_at: datetime
-
-
-@dataclass
-class FileFacts:
-    """What is known about the file when its item is written (more for SCORED than REJECTED)."""
-
-    site: str | None = None
-    device: str | None = None
-    format: str | None = None
-    patient_ref: str | None = None
-    record_id: str | None = None
-    recorded_at: datetime | None = None  # from the file's metadata, when given
 
 
 def _decimal(value: float, digits: int = PROBABILITY_DIGITS) -> Decimal:
@@ -202,16 +162,13 @@ def put_item(
     def once() -> bool:
         try:
             client.put_item(**request)
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code == "ConditionalCheckFailedException":
+        except Exception as e:
+            if isinstance(e, ClientError) and error_code(e)[0] == "ConditionalCheckFailedException":
                 return False
-            if code in THROTTLE_CODES or status >= 500:
-                raise TransientError(f"{code} from DynamoDB") from e
-            raise SystemFault(f"{code or status} writing to {table}") from e
-        except (BotoConnectionError, HTTPClientError) as e:
-            raise TransientError(f"{type(e).__name__} writing to DynamoDB") from e
+            mapped = from_boto(e, f"writing to {table}")
+            if mapped is None:
+                raise
+            raise mapped from e
         return True
 
     # Each attempt starts only when its worst case (connect + read timeout) still fits.
