@@ -17,9 +17,9 @@ Lambda accepts (.json, .csv, .npy, .npz). Each file goes through the Lambda's ow
 gap filling, resampling and windows, so the model is trained on inputs prepared exactly
 as they will be served. ``--data-fs`` gives the rate of files that do not state their
 own. A file the Lambda would reject stops training; every such row is listed first.
-A padded last window is kept, as the Lambda scores it too. Windows inherit their
-recording's label; recordings, not windows, are split between training and held-out so
-no recording is scored on windows it was trained on.
+A last window that overlaps the one before is kept, as the Lambda scores it too.
+Windows inherit their recording's label; recordings, not windows, are split between
+training and held-out so no recording is scored on windows it was trained on.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def load_user_data(
     folder: Path, data_fs: float | None = None
 ) -> tuple[list[np.ndarray], np.ndarray, int]:
     """Windows per recording (``[n_i, 2000, 3]`` each), one label per recording, and how
-    many of the windows are a padded last window.
+    many of the windows are a last window overlapping the one before.
 
     Every row of labels.csv is checked before training starts, so one run lists every
     file to fix.
@@ -134,7 +134,7 @@ def load_user_data(
         entries = list(reader)
     recordings: list[np.ndarray] = []
     labels: list[int] = []
-    padded = 0
+    overlapping = 0
     problems: list[str] = []
     for line, entry in enumerate(entries, start=2):
         name = (entry["file"] or "").strip()
@@ -153,7 +153,8 @@ def load_user_data(
             continue
         recordings.append(prepared.windows)
         labels.append(label)
-        padded += int(prepared.last_window_padded)
+        starts = prepared.window_starts_s
+        overlapping += int(len(starts) > 1 and starts[-1] - starts[-2] < WINDOW / FS)
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -169,7 +170,7 @@ def load_user_data(
             f"{labels_path.name}: need at least 10 recordings with both labels; "
             f"found {len(recordings)} ({int(y.sum())} anomalous)"
         )
-    return recordings, y, padded
+    return recordings, y, overlapping
 
 
 def user_split(
@@ -330,16 +331,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.data is not None:
         try:
-            recordings, rec_labels, padded = load_user_data(args.data, args.data_fs)
+            recordings, rec_labels, overlapping = load_user_data(args.data, args.data_fs)
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         x_tr, y_tr, x_te, y_te = user_split(recordings, rec_labels, rng)
         data_desc = f"user recordings ({len(recordings)} files)"
-        extra: dict[str, Any] = {"padded_windows": padded}
+        extra: dict[str, Any] = {"overlapping_windows": overlapping}
         print(
             f"{len(recordings)} recordings, {len(y_tr) + len(y_te)} windows "
-            f"({padded} of them a padded last window)"
+            f"({overlapping} of them overlapping the window before)"
         )
         kinds_te: list[str] | None = None
     else:

@@ -183,23 +183,24 @@ def test_training_on_a_folder_of_labelled_recordings(
     assert _train_on(model_code, data, out, "--data-fs", "200") == 0
     config = json.loads((out / "config.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    # 12 recordings x 3 windows (the third padded); held out: 20% of each label, by recording.
+    # 12 recordings x 3 windows (the third overlapping the second); held out: 20% of each
+    # label, by recording.
     assert config["training"]["train_windows"] + metrics["n"] == 36
-    assert config["training"]["padded_windows"] == 12
+    assert config["training"]["overlapping_windows"] == 12
     assert metrics["n"] == 2 * 3  # one recording per label held out
     assert "user recordings (12 files)" in config["training"]["data"]
-    assert "36 windows (12 of them a padded last window)" in capsys.readouterr().out
+    assert "36 windows (12 of them overlapping the window before)" in capsys.readouterr().out
 
 
 def test_training_windows_are_the_windows_the_lambda_scores(
     model_code: types.SimpleNamespace, tmp_path: Path
 ) -> None:
     _user_folder(model_code, tmp_path)
-    recordings, labels, padded = model_code.train.load_user_data(tmp_path, 200.0)
+    recordings, labels, overlapping = model_code.train.load_user_data(tmp_path, 200.0)
     config = model_code.train.make_config({})
     rows = [line.split(",") for line in (tmp_path / "labels.csv").read_text().splitlines()[1:]]
     assert labels.tolist() == [0, 1] * 6
-    assert padded == 12
+    assert overlapping == 12
     compared = 0
     for (name, _), windows in zip(rows, recordings, strict=True):
         recording = read_recording((tmp_path / name).read_bytes(), name)
@@ -208,7 +209,7 @@ def test_training_windows_are_the_windows_the_lambda_scores(
         served = prepare(
             recording, tuple(config["leads"]), config["sampling_rate_hz"], config["window_samples"]
         )
-        assert served.last_window_padded
+        assert served.window_starts_s[-1] - served.window_starts_s[-2] < 10.0
         np.testing.assert_array_equal(windows, served.windows)
         compared += 1
     assert compared == 9
@@ -340,7 +341,7 @@ def test_a_rate_stated_in_the_file_wins_over_data_fs(
     np.save(tmp_path / "c.npy", x[:4000])  # no rate in the file: --data-fs (200 Hz) applies
     rows = ["a.csv,0", "b.npz,1", "c.npy,0"] * 4
     (tmp_path / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
-    recordings, labels, padded = model_code.train.load_user_data(tmp_path, 200.0)
+    recordings, labels, overlapping = model_code.train.load_user_data(tmp_path, 200.0)
     assert [r.shape for r in recordings[:3]] == [(2, 2000, 3)] * 3
     assert labels.tolist() == [0, 1, 0] * 4
-    assert padded == 0
+    assert overlapping == 0

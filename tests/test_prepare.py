@@ -60,20 +60,26 @@ def test_odd_rate_gets_a_short_filter_and_a_close_ratio() -> None:
 
 
 @pytest.mark.parametrize(
-    ("samples", "windows", "padded"),
-    [(2000, 1, False), (4000, 2, False), (4999, 2, False), (5000, 3, True), (5999, 3, True)],
+    ("samples", "starts"),
+    [
+        (2000, [0]),
+        (4000, [0, 2000]),
+        (4001, [0, 2000, 2001]),
+        (4999, [0, 2000, 2999]),
+        (5000, [0, 2000, 3000]),
+        (5999, [0, 2000, 3999]),
+    ],
 )
-def test_windowing_pads_a_long_tail_and_drops_a_short_one(
-    samples: int, windows: int, padded: bool
+def test_windows_are_consecutive_and_a_tail_gets_a_last_window_ending_at_the_end(
+    samples: int, starts: list[int]
 ) -> None:
     x = np.arange(samples * 3, dtype=float).reshape(samples, 3)
-    out, was_padded = cut_windows(x, 2000)
-    assert out.shape == (windows, 2000, 3) and was_padded is padded
-    np.testing.assert_array_equal(
-        out.reshape(-1, 3)[: min(samples, windows * 2000)], x[: windows * 2000]
-    )
-    if padded:
-        assert (out[-1, -1] == x[-1]).all()  # the tail repeats the last sample
+    out, first = cut_windows(x, 2000)
+    assert first.tolist() == starts and out.shape == (len(starts), 2000, 3)
+    for window, start in zip(out, starts, strict=True):
+        # Every window is real samples of the recording: nothing padded, nothing invented.
+        np.testing.assert_array_equal(window, x[start : start + 2000])
+    np.testing.assert_array_equal(out[-1, -1], x[-1])  # no sample goes unscored
 
 
 def test_leads_map_by_name_case_insensitively_in_model_order() -> None:
@@ -113,9 +119,10 @@ def test_prepare_resamples_and_cuts_windows() -> None:
     signal = ecg_like(25, 500, leads=("V2", "I", "II"))
     prepared = prepare(_recording(signal, 500, ["V2", "I", "II"]), LEADS, 200, 2000)
     assert prepared.windows.shape == (3, 2000, 3) and prepared.windows.dtype == np.float32
-    assert prepared.last_window_padded and not prepared.rate_assumed
+    assert prepared.window_starts_s == [0.0, 10.0, 15.0] and not prepared.rate_assumed
     reference = scipy.signal.resample_poly(signal[:, [1, 2, 0]], 2, 5, axis=0, padtype="mean")
-    np.testing.assert_allclose(prepared.windows.reshape(-1, 3)[:5000], reference, atol=1e-5)
+    np.testing.assert_allclose(prepared.windows.reshape(-1, 3)[:4000], reference[:4000], atol=1e-5)
+    np.testing.assert_allclose(prepared.windows[2], reference[3000:5000], atol=1e-5)
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -208,10 +215,10 @@ def test_what_prepare_lets_through_the_endpoint_accepts(
 def test_real_ptb_recording_at_1000_hz_is_resampled(shared_ecg) -> None:  # type: ignore[no-untyped-def]
     path = shared_ecg / "csv" / "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv"
     prepared = prepare(read_recording(path.read_bytes(), path.name), LEADS, 200, 2000)
-    # 38.4 s at 200 Hz = 7680 samples: three full windows and a 1680-sample tail, which is
-    # more than half a window, so contract 2 pads it into a fourth, marked window.
+    # 38.4 s at 200 Hz = 7680 samples: three full windows and a 1680-sample tail, covered by
+    # a fourth window on the recording's last 10 s (contract 2: never padded).
     assert prepared.windows.shape == (4, 2000, 3)
-    assert prepared.last_window_padded
+    assert prepared.window_starts_s == [0.0, 10.0, 20.0, 28.4]
     assert prepared.sampling_rate_hz == 1000 and prepared.leads_found == ["i", "ii", "v2"]
 
 
@@ -251,7 +258,7 @@ def test_synthetic_device_recordings_prepare_like_scipy(
     reference = scipy.signal.resample_poly(
         signal.astype(np.float32).astype(np.float64)[:, order], up, down, axis=0, padtype="mean"
     )
-    assert (
-        prepared.windows.shape == (2, 2000, 3) and not prepared.last_window_padded
-    )  # 1 s tail dropped
-    np.testing.assert_allclose(prepared.windows.reshape(-1, 3), reference[:4000], atol=1e-5)
+    # 21 s: two windows and a 1-s tail, covered by a third window on the last 10 s.
+    assert prepared.windows.shape == (3, 2000, 3) and prepared.window_starts_s == [0, 10, 11]
+    np.testing.assert_allclose(prepared.windows[:2].reshape(-1, 3), reference[:4000], atol=1e-5)
+    np.testing.assert_allclose(prepared.windows[2], reference[2200:4200], atol=1e-5)

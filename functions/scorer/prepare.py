@@ -36,7 +36,7 @@ class Prepared:
     """Model-ready windows of one file and what the table records about it."""
 
     windows: np.ndarray  # float32 [N, window, C], raw mV
-    last_window_padded: bool
+    window_starts_s: list[float]  # where each window starts in the recording
     sampling_rate_hz: float  # the file's own rate
     rate_assumed: bool  # True when the file gave no rate and the model's was assumed
     leads_found: list[str] | None
@@ -213,15 +213,16 @@ def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
     return ratio.numerator, ratio.denominator
 
 
-def cut_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, bool]:
-    """Consecutive windows; a last partial window of at least half a window is padded
-    (by repeating its last sample, so no step appears) and marked, a shorter one dropped."""
+def cut_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Consecutive windows and their first samples. Samples left after the last full window
+    are covered by one more window ending at the last sample, overlapping the one before:
+    nothing is padded with invented samples, and no sample goes unscored."""
     full, rest = divmod(x.shape[0], window)
-    windows = x[: full * window].reshape(full, window, x.shape[1])
-    if rest >= window / 2:
-        tail = np.pad(x[full * window :], ((0, window - rest), (0, 0)), mode="edge")
-        return np.concatenate((windows, tail[None])), True
-    return windows, False
+    starts = np.arange(full) * window
+    if rest:
+        starts = np.append(starts, x.shape[0] - window)
+    windows = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)[starts]  # [N, C, W]
+    return np.ascontiguousarray(windows.transpose(0, 2, 1)), starts
 
 
 def is_endpoint_format(recording: Recording, window_samples: int, channels: int) -> bool:
@@ -325,15 +326,17 @@ def prepare(
     if fs != model_rate_hz:
         up, down = rate_ratio(fs, model_rate_hz)
         x = resample_poly(x, up, down)
-    if x.shape[0] < window_samples:  # rounding of the rate ratio can cost a sample
+    if x.shape[0] < window_samples:
+        # A recording of exactly one window can come out a sample or two short when the rate
+        # ratio is rounded (257 Hz -> 7/9): those samples repeat the last one (<= 0.1 %).
         x = np.pad(x, ((0, window_samples - x.shape[0]), (0, 0)), mode="edge")
-    windows, padded = cut_windows(x, window_samples)
+    windows, starts = cut_windows(x, window_samples)
     with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused below
         windows = windows.astype(np.float32)
     check_windows(windows, model_leads, window_samples)
     return Prepared(
         windows=windows,
-        last_window_padded=padded,
+        window_starts_s=[round(float(i) / model_rate_hz, 3) for i in starts],
         sampling_rate_hz=fs,
         rate_assumed=assumed,
         leads_found=list(recording.leads) if recording.leads is not None else None,
