@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
-from scorer import schema
 
 from ecg_scorer import query
 
@@ -455,17 +454,11 @@ def cmd_list(ctx: Context, out: TextIO, now: datetime) -> int:
 Selection = Callable[[Any, str, datetime, datetime, argparse.Namespace], Iterable[dict[str, Any]]]
 
 SELECTIONS: dict[str, Selection] = {
-    "device": lambda client, table, since, until, a: query.index_results(
-        client,
-        table,
-        schema.BY_DEVICE,
-        schema.device_key(a.site, a.device),
-        since,
-        until,
-        a.page_size,
+    "device": lambda client, table, since, until, a: query.device_results(
+        client, table, a.site, a.device, since, until, a.page_size
     ),
-    "site": lambda client, table, since, until, a: query.index_results(
-        client, table, schema.BY_SITE, a.site, since, until, a.page_size
+    "site": lambda client, table, since, until, a: query.site_results(
+        client, table, a.site, since, until, a.page_size
     ),
     "anomalies": lambda client, table, since, until, a: query.anomalies(
         client, table, since, until, a.min_probability, a.page_size

@@ -205,9 +205,11 @@ _deserializer = TypeDeserializer()
 
 
 def all_items(dynamodb: Any, table: str = TABLE) -> list[dict[str, Any]]:
-    """Every item (a test may scan; the product never does)."""
+    """Every file's result item, not the device registry (a test may scan; the product never
+    does)."""
     items = dynamodb.scan(TableName=table)["Items"]
-    return [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in items]
+    decoded = [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in items]
+    return [item for item in decoded if item[schema.PK] != schema.REGISTRY_PK]
 
 
 def item_for(dynamodb: Any, key: str, bucket: str = BUCKET) -> dict[str, Any] | None:
@@ -235,3 +237,49 @@ class FlakyDynamo:
             self.failures -= 1
             raise client_error("ProvisionedThroughputExceededException", 400, "PutItem")
         return self.client.put_item(**kwargs)
+
+
+def upload(
+    aws: Any, key: str, data: bytes, bucket: str = BUCKET, **metadata: str
+) -> dict[str, Any]:
+    """Put the object; return the S3 event record that S3 would send for it."""
+    put = aws.s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)
+    return s3_record(
+        key, size=len(data), bucket=bucket, version_id=put["VersionId"], etag=put["ETag"].strip('"')
+    )
+
+
+def run_batch(
+    app: Any,
+    aws: Any,
+    event: dict,
+    runtime: Any,
+    context: FakeContext | None = None,
+    dynamodb: Any = None,
+    settings: Any = None,
+) -> dict:
+    """The handler's whole batch with moto's S3 and table and the given endpoint client."""
+    context = context or FakeContext()
+    clients = app.Clients(aws.s3, dynamodb or aws.dynamodb, runtime)
+    return app.process_batch(event, context, clients, settings or app.SETTINGS, sleep=context.sleep)
+
+
+def json_bytes(doc: dict) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def csv_bytes(header: str, table: np.ndarray, comments: str = "") -> bytes:
+    rows = "\n".join(",".join(f"{v:.5f}" for v in row) for row in table)
+    return f"{comments}{header}\n{rows}\n".encode()

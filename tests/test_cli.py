@@ -15,14 +15,15 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from boto3.dynamodb.types import TypeSerializer
 from botocore.stub import Stubber
 from moto import mock_aws
 from scorer import store, uploads
+from scorer.budget import Budget
 from scorer.config import load_settings
 from scorer.endpoint import FileScore
 from scorer.errors import RejectedFile
 from scorer.prepare import Prepared
+from scorer_helpers import FakeContext
 
 from ecg_scorer import cli
 from ecg_scorer.local import stack
@@ -99,7 +100,7 @@ def stored(
         assert probability is not None
         prepared = Prepared(
             windows=np.zeros((2, 2000, 3), dtype=np.float32),
-            last_window_padded=False,
+            window_starts_s=[0.0, 10.0],
             sampling_rate_hz=200.0,
             rate_assumed=False,
             leads_found=["I", "II", "V2"],
@@ -107,8 +108,10 @@ def stored(
         )
         score = FileScore(probabilities=[probability, 0.05], threshold=0.5)
         item = store.scored_item(ref, facts, prepared, score, settings, scored_at)
-    serializer = TypeSerializer()
-    ddb.put_item(TableName=TABLE, Item={k: serializer.serialize(v) for k, v in item.items()})
+    context = FakeContext()
+    budget = Budget(context, sleep=context.sleep)
+    store.register_device(ddb, TABLE, site, device, at, budget, set())
+    assert store.put_item(ddb, TABLE, item, budget)
     return item
 
 

@@ -7,6 +7,11 @@ the batch must reach the endpoint together (few InvokeEndpoint calls):
    becomes a REJECTED item; a transient or system problem fails the message);
 2. score all windows of the batch at once, then write one item per file.
 
+Whatever goes wrong with one file, even a bug, is that file's outcome alone: its message
+goes back to the queue (and after 5 receives to the DLQ), never the whole batch. Logs name
+a file by its hash (``schema.file_hash``), never by its key: file names can carry patient
+data; ``ecg-scorer`` resolves hashes for people who may read the table.
+
 The answer keeps the SQS partial-batch format: ``{"batchItemFailures": [{"itemIdentifier":
 <messageId>}]}`` lists the messages to deliver again (transient or system faults); every
 other message is deleted. Nothing in S3 is ever modified or deleted.
@@ -14,13 +19,11 @@ other message is deleted. Nothing in S3 is ever modified or deleted.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -29,7 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from scorer import endpoint, keys, readers, store
+from scorer import endpoint, events, keys, readers, schema, store
 from scorer.budget import (
     DYNAMODB_CONNECT_S,
     DYNAMODB_READ_S,
@@ -59,6 +62,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 SETTINGS = load_settings()  # fails the cold start, naming the missing variable
+REGISTERED: set[tuple[str, str]] = set()  # devices this container has put in the registry
 # Our retry loops (errors.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
 # errors.py's, which also budgets each call's worst case (connect + read timeout).
@@ -106,8 +110,8 @@ class Job:
     failure: ScorerError | None = None
 
     def log_keys(self) -> dict[str, Any]:
-        # Correlation by file; never patient references or samples.
-        return {"bucket": self.ref.bucket, "key": self.ref.key, "version_id": self.ref.version_id}
+        # Correlation by file; never its key, patient references or samples.
+        return {"file": schema.file_hash(self.ref.bucket, self.ref.key)}
 
 
 @logger.inject_lambda_context
@@ -132,25 +136,24 @@ def process_batch(
     store_budget = Budget(context, margin_s=STORE_MARGIN_S, sleep=sleep)
     failed: dict[str, None] = {}  # message ids, in order
     jobs: list[Job] = []
-    for record in event.get("Records", []):
-        message_id = record["messageId"]
-        try:
-            jobs.extend(jobs_of_message(message_id, record.get("body", "")))
-        except (ValueError, KeyError, TypeError):
-            # Not an S3 notification: back to the queue, and after 5 receives to the DLQ
-            # where a person can look at it (nothing is dropped silently).
+    for message in events.messages(event):
+        jobs.extend(Job(message.message_id, ref) for ref in message.refs)
+        if message.problem is not None:
+            # Not an S3 notification, or a malformed record: back to the queue, and after 5
+            # receives to the DLQ where a person can look at it (nothing dropped silently).
             logger.error(
-                "message is not an S3 event notification", extra={"message_id": message_id}
+                "message is not a readable S3 event notification",
+                extra={"message_id": message.message_id, "problem": message.problem},
             )
-            failed[message_id] = None
+            failed[message.message_id] = None
 
     for job in jobs:
         with logger.append_context_keys(**job.log_keys()):
-            read_and_prepare(job, clients.s3, settings, budget)
+            isolated(job, "preparing", read_and_prepare, job, clients.s3, settings, budget)
     score(jobs, clients.runtime, settings, budget)
     for job in jobs:
         with logger.append_context_keys(**job.log_keys()):
-            write(job, clients.dynamodb, settings, store_budget)
+            isolated(job, "storing", write, job, clients.dynamodb, settings, store_budget)
         if job.failure is not None:
             failed[job.message_id] = None
 
@@ -162,57 +165,36 @@ def process_batch(
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failed]}
 
 
-def jobs_of_message(message_id: str, body: str) -> list[Job]:
-    """The S3 records of one SQS message that we score; ValueError if it is no S3 event."""
+def isolated(job: Job, stage: str, step: Callable[..., None], *args: Any) -> None:
+    """Run one file's step; an unexpected error becomes that file's system fault.
+
+    Logged with its type and place only: an exception's text can quote the file's content.
+    """
     try:
-        doc = json.loads(body)
-    except (TypeError, ValueError) as e:
-        raise ValueError("body is not JSON") from e
-    if not isinstance(doc, dict):
-        raise ValueError("body is not a JSON object")
-    if doc.get("Event") == "s3:TestEvent":
-        logger.info("ignoring s3:TestEvent")
-        return []
-    records = doc.get("Records")
-    if not isinstance(records, list):
-        raise ValueError("no Records")
-    jobs = []
-    for rec in records:
-        if rec.get("eventSource") != "aws:s3" or not str(rec.get("eventName", "")).startswith(
-            "ObjectCreated:"
-        ):
-            continue
-        obj = rec["s3"]["object"]
-        key = unquote_plus(obj["key"])  # keys arrive URL-encoded, spaces as '+'
-        if not keys.is_incoming(key):
-            continue
-        ref = FileRef(
-            bucket=rec["s3"]["bucket"]["name"],
-            key=key,
-            version_id=obj.get("versionId") or None,
-            etag=obj.get("eTag") or None,
-            size_bytes=int(obj.get("size", 0)),
-            sequencer=obj.get("sequencer") or None,
-            uploaded_at=_parse_time(rec.get("eventTime")) or datetime.now(UTC),
+        step(*args)
+    except Exception as error:
+        job.failure = SystemFault(f"unexpected {type(error).__name__} {stage} the file")
+        logger.error(
+            "unexpected error; the file's message will be retried",
+            extra={"stage": stage, "error": type(error).__name__, "at": _origin(error)},
         )
-        jobs.append(Job(message_id, ref))
-    return jobs
 
 
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    # A time with no zone is taken as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _origin(error: BaseException) -> str:
+    """file:line where an exception was raised, e.g. ``prepare.py:212``."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return "?"
+    return f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"
 
 
-def _name_part(value: str, what: str) -> str:
+def _name_part(value: str, what: str, source: str) -> str:
     if not keys.valid_name(value):
-        raise RejectedFile(f"{what} {value[:70]!r} must be {keys.NAME_RULE}", f"bad_{what}")
+        raise RejectedFile(
+            f"the {what} name given {source} must be {keys.NAME_RULE}", f"bad_{what}"
+        )
     return value
 
 
@@ -234,18 +216,23 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> N
     file's message goes back to the queue.
     """
     ref, facts = job.ref, job.facts
-    where = keys.parse(ref.key)
-    facts.site, facts.device = where.site, where.device
     try:
+        where = keys.parse(ref.key)
+        facts.site = _name_part(where.site, "site", "by the key") if where.site else None
+        facts.device = _name_part(where.device, "device", "by the key") if where.device else None
         facts.format = readers.file_format(ref.key)
         readers.check_size(ref.size_bytes or 1, settings.max_file_bytes)
         if not budget.allows(S3_READ_WORST_S):
             raise TransientError("no time left in this invocation to read the file")
         data, s3_meta = fetch(s3, ref, settings.max_file_bytes)
         recording = readers.read_recording(data, ref.key)
-        meta = {**recording.metadata, **s3_meta}  # key < file < S3 object metadata
-        facts.site = _name_part(meta["site"], "site") if "site" in meta else facts.site
-        facts.device = _name_part(meta["device"], "device") if "device" in meta else facts.device
+        for source, meta in (("in the file", recording.metadata), ("as S3 metadata", s3_meta)):
+            # Later sources win: key < file < S3 object metadata.
+            if "site" in meta:
+                facts.site = _name_part(meta["site"], "site", source)
+            if "device" in meta:
+                facts.device = _name_part(meta["device"], "device", source)
+        meta = {**recording.metadata, **s3_meta}
         facts.patient_ref, facts.record_id = meta.get("patient_ref"), meta.get("record_id")
         if not (facts.site and facts.device):
             raise RejectedFile(
@@ -254,10 +241,10 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> N
                 "no_site_device",
             )
         if "recorded_at" in meta:
-            facts.recorded_at = _parse_time(meta["recorded_at"])
+            facts.recorded_at = events.parse_time(meta["recorded_at"])
             if facts.recorded_at is None:
                 raise RejectedFile(
-                    f"recorded_at {meta['recorded_at'][:40]!r} is not an ISO 8601 time "
+                    "recorded_at is not an ISO 8601 time between 1900 and 2100 "
                     "(e.g. 2026-11-27T08:30:00Z)",
                     "bad_recorded_at",
                 )
@@ -282,9 +269,6 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> N
     except (TransientError, SystemFault) as error:
         job.failure = error
         logger.warning("file not read; message will be retried", extra={"error": str(error)})
-    except Exception as error:  # a bug must not lose the other files of the batch
-        job.failure = SystemFault(f"unexpected {type(error).__name__}")
-        logger.exception("unexpected error preparing the file")
 
 
 def fetch(s3: Any, ref: FileRef, max_bytes: int) -> tuple[bytes, dict[str, str]]:
@@ -321,7 +305,16 @@ def score(jobs: list[Job], runtime: Any, settings: Settings, budget: Budget) -> 
     if not ready:
         return
     files = {jid: job.prepared.windows for jid, job in ready.items() if job.prepared is not None}
-    outcome = endpoint.score_files(runtime, settings, files, budget)
+    try:
+        outcome = endpoint.score_files(runtime, settings, files, budget)
+    except Exception as error:  # a bug: these files go back; the rejected ones are still stored
+        for job in ready.values():
+            job.failure = SystemFault(f"unexpected {type(error).__name__} scoring the batch")
+        logger.error(
+            "unexpected error scoring the batch; its files will be retried",
+            extra={"error": type(error).__name__, "at": _origin(error)},
+        )
+        return
     for value in outcome.latencies_ms:
         metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=value)
     metrics.add_metric(name="EndpointRetries", unit=MetricUnit.Count, value=outcome.retries)
@@ -356,6 +349,16 @@ def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
         logger.warning("table write throttled, retrying", extra={"attempt": attempt})
 
     try:
+        if job.facts.site and job.facts.device:
+            store.register_device(
+                dynamodb,
+                settings.predictions_table,
+                job.facts.site,
+                job.facts.device,
+                now,
+                budget,
+                REGISTERED,
+            )
         written = store.put_item(dynamodb, settings.predictions_table, item, budget, on_retry)
     except (TransientError, SystemFault) as error:
         job.failure = error

@@ -1,4 +1,4 @@
-"""The ingest bucket's key layout, ``incoming/<site>/<device>/<file>``, and the key's log hash.
+"""The ingest bucket's key layout: ``incoming/<site>/<device>/<file>``.
 
 The one place for it: the Lambda parses keys by it, and the CLI, the local stack and the demo
 build keys by it.
@@ -6,7 +6,6 @@ build keys by it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
@@ -61,12 +60,3 @@ def prefix(site: str | None = None, device: str | None = None) -> str:
     if device is not None and site is None:
         raise ValueError("a device prefix needs its site")
     return INCOMING + "".join(f"{part}/" for part in (site, device) if part is not None)
-
-
-def key_hash(bucket: str, key: str) -> str:
-    """A stable, short stand-in for the object in logs: file names can carry patient data.
-
-    ``ecg-scorer`` resolves it back (the table stores it beside the key) for people allowed
-    to read the table.
-    """
-    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:16]

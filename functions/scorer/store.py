@@ -59,7 +59,6 @@ def _base_item(
         schema.PK: schema.file_pk(ref.bucket, ref.key),
         schema.SK: schema.model_sk(settings.model_version),
         "outcome": outcome.value,
-        "outcome_day": schema.outcome_day(outcome, at),
         "at_key": schema.at_key(at, ref.bucket, ref.key),
         "recorded_at": schema.iso_utc(at),
         "recorded_at_source": "file" if facts.recorded_at else "upload",
@@ -84,6 +83,9 @@ def _base_item(
     item.update({k: v for k, v in optional.items() if v})
     if facts.site and facts.device:
         item["device_key"] = schema.device_key(facts.site, facts.device)
+    if outcome in schema.OUTCOME_INDEX:  # sparse indexes: only their outcome is in them
+        day_attribute = schema.INDEXES[schema.OUTCOME_INDEX[outcome]][0]
+        item[day_attribute] = schema.day(at)
     if ref.sequencer:
         item["s3_sequencer_sortable"] = sortable_sequencer(ref.sequencer)
     return item
@@ -107,8 +109,8 @@ def scored_item(
         label="anomalous" if anomalous else "normal",
         probability=_decimal(probability),
         window_probabilities=[_decimal(p) for p in score.probabilities],
+        window_start_s=[_decimal(t, 3) for t in prepared.window_starts_s],
         windows=len(score.probabilities),
-        last_window_padded=prepared.last_window_padded,
         threshold=_decimal(score.threshold),
         sampling_rate_hz=_decimal(prepared.sampling_rate_hz, 3),
         sampling_rate_assumed=prepared.rate_assumed,
@@ -136,6 +138,40 @@ def rejected_item(
     return item
 
 
+def register_device(
+    client: Any,
+    table: str,
+    site: str,
+    device: str,
+    seen_at: datetime,
+    budget: Budget,
+    known: set[tuple[str, str]],
+) -> None:
+    """Add (site, device) to the registry the CLI lists sites and devices from.
+
+    Written before the file's own item, so every device of an item is listed (exports of a
+    time range go device by device). ``known`` holds the pairs this process has registered
+    already (the handler keeps it per container): one write per device and container, not
+    one per file.
+    """
+    if (site, device) in known:
+        return
+    item = {
+        schema.PK: schema.REGISTRY_PK,
+        schema.SK: schema.device_key(site, device),
+        "site": site,
+        "device": device,
+        "first_seen": schema.iso_utc(seen_at),
+    }
+    request = {
+        "TableName": table,
+        "Item": {k: _serializer.serialize(v) for k, v in item.items()},
+        "ConditionExpression": CONDITION_NO_SEQUENCER,
+    }
+    _conditional_put(client, request, table, budget)
+    known.add((site, device))
+
+
 def put_item(
     client: Any,
     table: str,
@@ -158,6 +194,15 @@ def put_item(
         request["ExpressionAttributeValues"] = {":seq": {"S": item["s3_sequencer_sortable"]}}
     else:
         request["ConditionExpression"] = CONDITION_NO_SEQUENCER
+
+    return _conditional_put(client, request, table, budget, on_retry)
+
+
+def _conditional_put(
+    client: Any, request: dict[str, Any], table: str, budget: Budget, on_retry: Any = None
+) -> bool:
+    """One conditional PutItem with retries: True when written, False when the condition
+    kept the item that is there."""
 
     def once() -> bool:
         try:
