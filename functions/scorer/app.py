@@ -1,11 +1,13 @@
 """Lambda entry point: an SQS batch of S3 upload events -> one item per file in PredictionsTable.
 
-Two phases instead of Powertools' record-by-record BatchProcessor, because every window of
-the batch must reach the endpoint together (few InvokeEndpoint calls):
+Phases instead of Powertools' record-by-record BatchProcessor, because every window of the
+batch must reach the endpoint together (few InvokeEndpoint calls):
 
-1. per message and per S3 record: read the object, prepare its windows (a file problem
-   becomes a REJECTED item; a transient or system problem fails the message);
-2. score all windows of the batch at once, then write one item per file.
+1. per message and per S3 record: read the object (S3 GETs in a bounded thread pool), prepare
+   its windows one file at a time (a file problem becomes a REJECTED item; a transient or
+   system problem fails the message);
+2. score all windows of the batch at once;
+3. write one item per file (PutItems in the same bounded pool).
 
 Whatever goes wrong with one file, even a bug, is that file's outcome alone: its message
 goes back to the queue (and after 5 receives to the DLQ), never the whole batch. Logs name
@@ -19,8 +21,12 @@ other message is deleted. Nothing in S3 is ever modified or deleted.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,9 +36,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from scorer import endpoint, events, keys, readers, schema, store
+from scorer import endpoint, events, intake, schema, store
 from scorer.budget import (
     DYNAMODB_CONNECT_S,
     DYNAMODB_READ_S,
@@ -41,20 +46,12 @@ from scorer.budget import (
     S3_ATTEMPTS,
     S3_CONNECT_S,
     S3_READ_S,
-    S3_READ_WORST_S,
     STORE_MARGIN_S,
     Budget,
 )
 from scorer.config import Settings, load_settings
-from scorer.errors import (
-    RejectedFile,
-    ScorerError,
-    SystemFault,
-    TransientError,
-    error_code,
-    from_boto,
-)
-from scorer.prepare import Prepared, prepare
+from scorer.errors import RejectedFile, ScorerError, SystemFault, TransientError
+from scorer.prepare import Prepared
 from scorer.uploads import FileFacts, FileRef
 
 logger = Logger()
@@ -63,9 +60,14 @@ metrics = Metrics()
 
 SETTINGS = load_settings()  # fails the cold start, naming the missing variable
 REGISTERED: set[tuple[str, str]] = set()  # devices this container has put in the registry
-# Our retry loops (errors.retry) are the ones that count for the endpoint and the table:
+# S3 GETs and PutItems wait on the network: a few at once make a batch's wall time the
+# scoring's, not the sum of its round trips. Bytes read but not yet prepared stay under
+# PREFETCH_BYTES, so parallel reads never multiply a large file's memory.
+IO_THREADS = 8
+PREFETCH_BYTES = 32 * 1024 * 1024
+# Our retry loops (budget.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
-# errors.py's, which also budgets each call's worst case (connect + read timeout).
+# budget.py's, which also budgets each call's worst case (connect + read timeout).
 _NO_RETRY = {"mode": "standard", "total_max_attempts": 1}
 S3 = boto3.client(
     "s3",
@@ -73,12 +75,16 @@ S3 = boto3.client(
         connect_timeout=S3_CONNECT_S,
         read_timeout=S3_READ_S,
         retries={"mode": "standard", "total_max_attempts": S3_ATTEMPTS},
+        max_pool_connections=IO_THREADS,
     ),
 )
 DYNAMODB = boto3.client(
     "dynamodb",
     config=Config(
-        connect_timeout=DYNAMODB_CONNECT_S, read_timeout=DYNAMODB_READ_S, retries=_NO_RETRY
+        connect_timeout=DYNAMODB_CONNECT_S,
+        read_timeout=DYNAMODB_READ_S,
+        retries=_NO_RETRY,
+        max_pool_connections=IO_THREADS,
     ),
 )
 # A serverless container has 60 s to answer; a little more for the network.
@@ -109,9 +115,10 @@ class Job:
     rejection: RejectedFile | None = None
     failure: ScorerError | None = None
 
-    def log_keys(self) -> dict[str, Any]:
-        # Correlation by file; never its key, patient references or samples.
-        return {"file": schema.file_hash(self.ref.bucket, self.ref.key)}
+    @property
+    def file(self) -> str:
+        # Correlation by file in logs; never its key (names can carry patient data).
+        return schema.file_hash(self.ref.bucket, self.ref.key)
 
 
 @logger.inject_lambda_context
@@ -147,13 +154,18 @@ def process_batch(
             )
             failed[message.message_id] = None
 
+    with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io") as pool:
+        for job, fetched in prefetched(pool, jobs, clients.s3, settings, budget):
+            with file_context(job):
+                isolated(job, "preparing", read_and_prepare, job, fetched, settings)
+        score(jobs, clients.runtime, settings, budget)
+        writes = [
+            pool.submit(write_isolated, job, clients.dynamodb, settings, store_budget)
+            for job in jobs
+        ]
+        for future in writes:
+            future.result()  # write_isolated never raises
     for job in jobs:
-        with logger.append_context_keys(**job.log_keys()):
-            isolated(job, "preparing", read_and_prepare, job, clients.s3, settings, budget)
-    score(jobs, clients.runtime, settings, budget)
-    for job in jobs:
-        with logger.append_context_keys(**job.log_keys()):
-            isolated(job, "storing", write, job, clients.dynamodb, settings, store_budget)
         if job.failure is not None:
             failed[job.message_id] = None
 
@@ -163,6 +175,25 @@ def process_batch(
     if faults:  # endpoint missing, access denied...: worth an alarm, retrying will not help
         metrics.add_metric(name="SystemFaults", unit=MetricUnit.Count, value=faults)
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failed]}
+
+
+@contextmanager
+def file_context(job: Job) -> Iterator[None]:
+    """Log lines name the file (by hash) while one thread works on it."""
+    logger.thread_safe_append_keys(file=job.file)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(["file"])
+
+
+_metrics_lock = threading.Lock()
+
+
+def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
+    """Add a metric from any thread (Powertools' metric set is not thread-safe)."""
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=unit, value=value)
 
 
 def isolated(job: Job, stage: str, step: Callable[..., None], *args: Any) -> None:
@@ -190,77 +221,49 @@ def _origin(error: BaseException) -> str:
     return f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"
 
 
-def _name_part(value: str, what: str, source: str) -> str:
-    if not keys.valid_name(value):
-        raise RejectedFile(
-            f"the {what} name given {source} must be {keys.NAME_RULE}", f"bad_{what}"
-        )
-    return value
+Read = Future | ScorerError  # a pending S3 read, or why the file was never read
 
 
-def _object_metadata(raw: dict[str, str]) -> dict[str, str]:
-    """S3 user metadata (x-amz-meta-*), keys normalised like the files' metadata keys."""
-    out = {}
-    for key, value in raw.items():
-        norm = readers.META_ALIASES.get(key.lower().replace("-", "_"))
-        if norm and value.strip():
-            out[norm] = value.strip()
-    return out
+def prefetched(
+    pool: ThreadPoolExecutor, jobs: list[Job], s3: Any, settings: Settings, budget: Budget
+) -> Iterator[tuple[Job, Read]]:
+    """Each job with its read, in order, while the next reads run in the pool.
+
+    A read starts only while the bytes read and not yet prepared stay under PREFETCH_BYTES
+    (by the event's sizes); a larger file is read alone.
+    """
+    queue: deque[tuple[Job, Read, int]] = deque()
+    reserved = 0
+    for job in jobs:
+        try:
+            intake.check_name(job.ref, job.facts, settings)
+        except ScorerError as error:
+            queue.append((job, error, 0))
+            continue
+        size = max(job.ref.size_bytes, 1)
+        while queue and reserved + size > PREFETCH_BYTES:
+            done, read, held = queue.popleft()
+            reserved -= held
+            yield done, read
+        queue.append((job, pool.submit(_fetch_in_thread, job, s3, settings, budget), size))
+        reserved += size
+    while queue:
+        done, read, _ = queue.popleft()
+        yield done, read
+
+
+def _fetch_in_thread(job: Job, s3: Any, settings: Settings, budget: Budget) -> intake.Fetched:
+    with file_context(job):
+        return intake.fetch(job.ref, s3, settings, budget)
 
 
 @tracer.capture_method(capture_response=False)
-def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> None:
-    """Read, check and prepare one file; sets job.prepared, job.rejection or job.failure.
-
-    The object is read only when the budget covers the read's worst case; otherwise the
-    file's message goes back to the queue.
-    """
-    ref, facts = job.ref, job.facts
+def read_and_prepare(job: Job, read: Read, settings: Settings) -> None:
+    """Check and prepare one file once read; sets job.prepared, job.rejection or job.failure."""
     try:
-        where = keys.parse(ref.key)
-        facts.site = _name_part(where.site, "site", "by the key") if where.site else None
-        facts.device = _name_part(where.device, "device", "by the key") if where.device else None
-        facts.format = readers.file_format(ref.key)
-        readers.check_size(ref.size_bytes or 1, settings.max_file_bytes)
-        if not budget.allows(S3_READ_WORST_S):
-            raise TransientError("no time left in this invocation to read the file")
-        data, s3_meta = fetch(s3, ref, settings.max_file_bytes)
-        recording = readers.read_recording(data, ref.key)
-        for source, meta in (("in the file", recording.metadata), ("as S3 metadata", s3_meta)):
-            # Later sources win: key < file < S3 object metadata.
-            if "site" in meta:
-                facts.site = _name_part(meta["site"], "site", source)
-            if "device" in meta:
-                facts.device = _name_part(meta["device"], "device", source)
-        meta = {**recording.metadata, **s3_meta}
-        facts.patient_ref, facts.record_id = meta.get("patient_ref"), meta.get("record_id")
-        if not (facts.site and facts.device):
-            raise RejectedFile(
-                "the site and device are unknown: upload to incoming/<site>/<device>/<file> "
-                "or give site and device as metadata",
-                "no_site_device",
-            )
-        if "recorded_at" in meta:
-            facts.recorded_at = events.parse_time(meta["recorded_at"])
-            if facts.recorded_at is None:
-                raise RejectedFile(
-                    "recorded_at is not an ISO 8601 time between 1900 and 2100 "
-                    "(e.g. 2026-11-27T08:30:00Z)",
-                    "bad_recorded_at",
-                )
-        if recording.fs is None and "sampling_rate_hz" in s3_meta:
-            recording.fs = readers.parse_rate(
-                s3_meta["sampling_rate_hz"], "S3 metadata sampling-rate-hz"
-            )
-        if recording.leads is None and "leads" in s3_meta:
-            names = [n.strip() for n in s3_meta["leads"].split(",")]
-            recording.leads = readers.lead_names(names, recording.signal.shape[1], "S3 metadata")
-        job.prepared = prepare(
-            recording,
-            settings.model_leads,
-            settings.model_sampling_rate_hz,
-            settings.window_samples,
-        )
+        if isinstance(read, ScorerError):
+            raise read
+        job.prepared = intake.prepare_file(job.ref, job.facts, read.result(), settings)
     except RejectedFile as rejection:
         job.rejection = rejection
         # The cause's type (e.g. zlib error for a corrupt .npz) helps; its text may quote data.
@@ -269,32 +272,6 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> N
     except (TransientError, SystemFault) as error:
         job.failure = error
         logger.warning("file not read; message will be retried", extra={"error": str(error)})
-
-
-def fetch(s3: Any, ref: FileRef, max_bytes: int) -> tuple[bytes, dict[str, str]]:
-    """The object's bytes (the version named by the event) and its user metadata."""
-    request = {"Bucket": ref.bucket, "Key": ref.key}
-    if ref.version_id:
-        request["VersionId"] = ref.version_id
-    try:
-        response = s3.get_object(**request)
-        try:
-            # Checked before reading: the event's size may be absent or stale.
-            readers.check_size(int(response.get("ContentLength", 0)), max_bytes)
-            data = response["Body"].read(max_bytes + 1)
-        finally:
-            response["Body"].close()
-    except Exception as e:
-        if isinstance(e, ClientError) and error_code(e)[0] in {"NoSuchKey", "NoSuchVersion", "404"}:
-            raise RejectedFile(
-                "the object no longer exists (deleted before it could be scored)", "gone"
-            ) from e
-        mapped = from_boto(e, "reading from S3")
-        if mapped is None:
-            raise
-        raise mapped from e
-    readers.check_size(len(data), max_bytes)
-    return data, _object_metadata(response.get("Metadata") or {})
 
 
 @tracer.capture_method(capture_response=False)
@@ -330,7 +307,12 @@ def score(jobs: list[Job], runtime: Any, settings: Settings, budget: Budget) -> 
         ready[jid].score = file_score
 
 
-@tracer.capture_method(capture_response=False)
+def write_isolated(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
+    """:func:`write` in a pool thread, its errors kept to its file."""
+    with file_context(job):
+        isolated(job, "storing", write, job, dynamodb, settings, budget)
+
+
 def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
     """One item per file: SCORED or REJECTED; nothing for a failed file (it is retried)."""
     if job.failure is not None:
@@ -345,7 +327,7 @@ def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
         return
 
     def on_retry(error: TransientError, attempt: int, delay: float) -> None:
-        metrics.add_metric(name="StoreRetries", unit=MetricUnit.Count, value=1)
+        count("StoreRetries")
         logger.warning("table write throttled, retrying", extra={"attempt": attempt})
 
     try:
@@ -366,13 +348,13 @@ def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
         return
     if not written:
         logger.info("same or newer result already stored; nothing written")
-        metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
+        count("DuplicatesSkipped")
         return
     if item["status"] == "REJECTED":
-        metrics.add_metric(name="FilesRejected", unit=MetricUnit.Count, value=1)
+        count("FilesRejected")
         return
-    metrics.add_metric(name="FilesScored", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="Windows", unit=MetricUnit.Count, value=item["windows"])
+    count("FilesScored")
+    count("Windows", item["windows"])
     if item["outcome"] == "ANOMALOUS":
-        metrics.add_metric(name="Anomalies", unit=MetricUnit.Count, value=1)
+        count("Anomalies")
     logger.info("file scored", extra={"windows": item["windows"], "outcome": item["outcome"]})
