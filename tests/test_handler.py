@@ -133,10 +133,10 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     h = levels(2)
     files.append(
         (
-            "incoming/site-b/dev-4/meta.npy",
+            "incoming/meta.npy",
             npy_bytes(ecg_like(20, 360, leads=("II", "V2", "I"), levels=h).astype(np.float32)),
             h,
-            {"sampling-rate-hz": "360", "leads": "II,V2,I", "site": "site-z"},
+            {"sampling-rate-hz": "360", "leads": "II,V2,I", "site": "site-z", "device": "dev-4"},
         )
     )
     i = levels(3)
@@ -186,7 +186,7 @@ def test_ten_files_in_all_formats_are_scored_with_one_endpoint_call(app, aws) ->
         rich["recorded_at"] == "2026-11-26T21:15:00.000Z" and rich["recorded_at_source"] == "file"
     )  # type: ignore[index]
     assert rich["patient_ref"] == "PATIENT-SECRET-42" and rich["leads_found"] == ["V2", "I", "II"]  # type: ignore[index]
-    meta = item_for(aws.dynamodb, "incoming/site-b/dev-4/meta.npy")
+    meta = item_for(aws.dynamodb, "incoming/meta.npy")
     assert meta["site"] == "site-z" and meta["device_key"] == "site-z/dev-4"  # type: ignore[index]
     assert meta["sampling_rate_hz"] == 360  # type: ignore[index]
     tail = item_for(aws.dynamodb, "incoming/site-c/dev-5/tail.npz")
@@ -624,3 +624,29 @@ def test_results_scored_before_an_endpoint_outage_are_still_stored(app, aws) -> 
         "f2.json",
     ]
     assert context.remaining_ms >= 2_000  # the writes used the reserve, not the last seconds
+
+
+def test_long_batches_are_scored_in_rounds_of_full_calls(app, aws) -> None:  # type: ignore[no-untyped-def]
+    # 2 windows per call (small payload limit), 4 calls per round: 8 windows a round.
+    settings = dataclasses.replace(app.SETTINGS, max_payload_bytes=2 * 24_000 + 256)
+    keys = [f"incoming/site-a/dev-1/r{i}.npy" for i in range(6)]
+    event = sqs_event(
+        [[upload(aws, key, npy_bytes(ecg_like(30, 200).reshape(3, 2000, 3)))] for key in keys]
+    )
+    runtime = FakeRuntime()
+    assert run_batch(app, aws, event, runtime, settings=settings) == {"batchItemFailures": []}
+    # 18 windows: a round of 9 (three files) then one of 9: every call full but a round's last.
+    assert [len(call) for call in runtime.calls] == [2, 2, 2, 2, 1] * 2
+    assert {item["status"] for item in all_items(aws.dynamodb)} == {"SCORED"}
+
+
+def test_once_the_endpoint_stops_later_rounds_make_no_call(app, aws) -> None:  # type: ignore[no-untyped-def]
+    settings = dataclasses.replace(app.SETTINGS, max_payload_bytes=2 * 24_000 + 256)
+    keys = [f"incoming/site-a/dev-1/s{i}.npy" for i in range(6)]
+    event = sqs_event(
+        [[upload(aws, key, npy_bytes(ecg_like(30, 200).reshape(3, 2000, 3)))] for key in keys]
+    )
+    runtime = FakeRuntime(faults=[client_error("ValidationError", 400)])  # endpoint missing
+    response = run_batch(app, aws, event, runtime, settings=settings)
+    assert len(response["batchItemFailures"]) == 6 and all_items(aws.dynamodb) == []
+    assert len(runtime.calls) == 1

@@ -243,3 +243,21 @@ def test_random_sqs_messages_never_fail_the_good_one(app, aws, bodies: list[str]
     assert good["messageId"] not in failed
     assert item_for(aws.dynamodb, key)["model_version"] == MODEL_VERSION  # type: ignore[index]
     assert np.all([m.startswith("random-") for m in failed])
+
+
+def test_a_file_cannot_claim_another_sites_results(app, aws) -> None:  # type: ignore[no-untyped-def]
+    # A site's uploaders may write only under incoming/<their site>/ (tenancy): metadata
+    # naming another site must not put the result into that site's index.
+    data = _ecg_json(site="site-b")
+    other = upload(aws, "incoming/site-a/dev-1/claims-b.json", data)
+    s3_claim = upload(
+        aws, "incoming/site-a/dev-1/s3-claims-b.npy", npy_bytes(ecg_like(10, 200)), site="site-b"
+    )
+    same = upload(aws, "incoming/site-a/dev-1/same.json", _ecg_json(site="site-a"))
+    assert run_batch(app, aws, sqs_event([[other], [s3_claim], [same]]), FakeRuntime()) == {
+        "batchItemFailures": []
+    }
+    for key in ("claims-b.json", "s3-claims-b.npy"):
+        item = item_for(aws.dynamodb, f"incoming/site-a/dev-1/{key}")
+        assert item["reason_code"] == "site_mismatch" and item["site"] == "site-a"  # type: ignore[index]
+    assert item_for(aws.dynamodb, "incoming/site-a/dev-1/same.json")["status"] == "SCORED"  # type: ignore[index]

@@ -164,6 +164,31 @@ def test_bucket_refuses_requests_without_tls(cfn: dict[str, Any]) -> None:
     assert covered == ["<IngestBucket.Arn>", "<IngestBucket.Arn>/*"]
 
 
+def test_who_uploaded_each_file_is_logged_to_a_private_bucket(cfn: dict[str, Any]) -> None:
+    logging_config = props(cfn, "IngestBucket")["LoggingConfiguration"]
+    assert logging_config == {
+        "DestinationBucketName": {"Ref": "AccessLogBucket"},
+        "LogFilePrefix": "ingest/",
+    }
+    logs = props(cfn, "AccessLogBucket")
+    (rule,) = logs["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"  # log delivery: SSE-S3
+    assert all(logs["PublicAccessBlockConfiguration"].values())
+    assert cfn["Resources"]["AccessLogBucket"]["DeletionPolicy"] == "Retain"
+    (expire,) = logs["LifecycleConfiguration"]["Rules"]
+    assert expire["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+    policy = props(cfn, "AccessLogBucketPolicy")["PolicyDocument"]["Statement"]
+    (grant,) = [s for s in policy if s["Effect"] == "Allow"]
+    # Only S3's log delivery, only for the ingest bucket of this account, only under ingest/.
+    assert grant["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert grant["Action"] == "s3:PutObject"
+    assert resolve(grant["Resource"], cfn) == "<AccessLogBucket.Arn>/ingest/*"
+    condition = resolve(grant["Condition"], cfn)
+    assert condition["ArnLike"]["aws:SourceArn"] == f"arn:aws:s3:::{EXPECTED_BUCKET}"
+    assert condition["StringEquals"]["aws:SourceAccount"] == STACK["AWS::AccountId"]
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in str(s) for s in policy)
+
+
 def test_uploads_under_incoming_notify_the_scoring_queue(cfn: dict[str, Any]) -> None:
     notes = props(cfn, "IngestBucket")["NotificationConfiguration"]
     assert set(notes) == {"QueueConfigurations"}
@@ -435,5 +460,6 @@ def test_outputs_are_the_names_the_cli_reads(cfn: dict[str, Any]) -> None:
         "ScoringQueueUrl",
         "DeadLetterQueueUrl",
         "ScoreFunctionName",
+        "AccessLogBucketName",
     }
     assert cfn["Outputs"]["PredictionsTableName"]["Value"] == {"Ref": "PredictionsTable"}

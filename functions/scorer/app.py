@@ -65,6 +65,9 @@ REGISTERED: set[tuple[str, str]] = set()  # devices this container has put in th
 # PREFETCH_BYTES, so parallel reads never multiply a large file's memory.
 IO_THREADS = 8
 PREFETCH_BYTES = 32 * 1024 * 1024
+# Windows are scored in rounds of a few full endpoint calls (~16 MB of float32 at 4 calls of
+# ~166 windows): full requests, while a batch of long files never holds all its windows.
+CALLS_PER_ROUND = 4
 # Our retry loops (budget.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
 # budget.py's, which also budgets each call's worst case (connect + read timeout).
@@ -154,15 +157,29 @@ def process_batch(
             )
             failed[message.message_id] = None
 
+    round_windows = endpoint.windows_per_call(settings) * CALLS_PER_ROUND
+    scoring = Scoring(clients.runtime, settings, budget)
     with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io") as pool:
-        for job, fetched in prefetched(pool, jobs, clients.s3, settings, budget):
+        writes: list[Future] = []
+
+        def finish(round_jobs: list[Job]) -> None:
+            scoring.score(round_jobs)
+            writes.extend(
+                pool.submit(write_isolated, job, clients.dynamodb, settings, store_budget)
+                for job in round_jobs
+            )
+
+        round_jobs: list[Job] = []
+        windows = 0
+        for job, read in prefetched(pool, jobs, clients.s3, settings, budget):
             with file_context(job):
-                isolated(job, "preparing", read_and_prepare, job, fetched, settings)
-        score(jobs, clients.runtime, settings, budget)
-        writes = [
-            pool.submit(write_isolated, job, clients.dynamodb, settings, store_budget)
-            for job in jobs
-        ]
+                isolated(job, "preparing", read_and_prepare, job, read, settings)
+            round_jobs.append(job)
+            windows += len(job.prepared.windows) if job.prepared is not None else 0
+            if windows >= round_windows:
+                finish(round_jobs)
+                round_jobs, windows = [], 0
+        finish(round_jobs)
         for future in writes:
             future.result()  # write_isolated never raises
     for job in jobs:
@@ -274,37 +291,53 @@ def read_and_prepare(job: Job, read: Read, settings: Settings) -> None:
         logger.warning("file not read; message will be retried", extra={"error": str(error)})
 
 
-@tracer.capture_method(capture_response=False)
-def score(jobs: list[Job], runtime: Any, settings: Settings, budget: Budget) -> None:
-    """All prepared windows of the batch through the endpoint together."""
-    # Keyed by position: the same object may appear twice in a batch (two events).
-    ready = {str(i): job for i, job in enumerate(jobs) if job.prepared is not None}
-    if not ready:
-        return
-    files = {jid: job.prepared.windows for jid, job in ready.items() if job.prepared is not None}
-    try:
-        outcome = endpoint.score_files(runtime, settings, files, budget)
-    except Exception as error:  # a bug: these files go back; the rejected ones are still stored
-        for job in ready.values():
-            job.failure = SystemFault(f"unexpected {type(error).__name__} scoring the batch")
-        logger.error(
-            "unexpected error scoring the batch; its files will be retried",
-            extra={"error": type(error).__name__, "at": _origin(error)},
+class Scoring:
+    """The batch's endpoint calls, round after round; once calls had to stop (endpoint
+    throttling past the budget, a system fault), later rounds do not call again."""
+
+    def __init__(self, runtime: Any, settings: Settings, budget: Budget) -> None:
+        self.runtime, self.settings, self.budget = runtime, settings, budget
+        self.stopped: ScorerError | None = None
+
+    @tracer.capture_method(capture_response=False)
+    def score(self, jobs: list[Job]) -> None:
+        """The prepared windows of these files through the endpoint together."""
+        # Keyed by position: the same object may appear twice in a batch (two events).
+        ready = {str(i): job for i, job in enumerate(jobs) if job.prepared is not None}
+        if not ready:
+            return
+        if self.stopped is not None:
+            for job in ready.values():
+                job.failure = self.stopped
+            return
+        files = {jid: job.prepared.windows for jid, job in ready.items() if job.prepared}
+        try:
+            outcome = endpoint.score_files(self.runtime, self.settings, files, self.budget)
+        except Exception as error:  # a bug: these files go back; rejected ones are still stored
+            self.stopped = SystemFault(f"unexpected {type(error).__name__} scoring the batch")
+            for job in ready.values():
+                job.failure = self.stopped
+            logger.error(
+                "unexpected error scoring the batch; its files will be retried",
+                extra={"error": type(error).__name__, "at": _origin(error)},
+            )
+            return
+        self.stopped = outcome.stopped
+        for value in outcome.latencies_ms:
+            count("EndpointLatency", value, MetricUnit.Milliseconds)
+        count("EndpointRetries", outcome.retries)
+        count("BytesSent", outcome.bytes_sent, MetricUnit.Bytes)
+        logger.info(
+            "windows scored",
+            extra={"files": len(files), "calls": outcome.calls, "retries": outcome.retries},
         )
-        return
-    for value in outcome.latencies_ms:
-        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=value)
-    metrics.add_metric(name="EndpointRetries", unit=MetricUnit.Count, value=outcome.retries)
-    metrics.add_metric(name="BytesSent", unit=MetricUnit.Bytes, value=outcome.bytes_sent)
-    logger.info(
-        "batch scored",
-        extra={"files": len(files), "calls": outcome.calls, "retries": outcome.retries},
-    )
-    for jid, job in ready.items():
-        if jid in outcome.failed:
-            job.failure = outcome.failed[jid]
-    for jid, file_score in outcome.scores.items():
-        ready[jid].score = file_score
+        for jid, job in ready.items():
+            if jid in outcome.failed:
+                job.failure = outcome.failed[jid]
+            elif jid in outcome.scores:
+                job.score = outcome.scores[jid]
+            if job.prepared is not None:  # the item needs no samples: free them for the next round
+                job.prepared.windows = job.prepared.windows[:0]
 
 
 def write_isolated(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:

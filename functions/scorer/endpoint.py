@@ -63,6 +63,7 @@ class ScoreOutcome:
 
     scores: dict[str, FileScore] = field(default_factory=dict)
     failed: dict[str, ScorerError] = field(default_factory=dict)
+    stopped: ScorerError | None = None  # why calls stopped early (later calls would fail too)
     calls: int = 0
     retries: int = 0
     bytes_sent: int = 0
@@ -201,8 +202,6 @@ def score_files(
     thresholds: dict[str, float] = {}
     call = _Caller(client, settings, budget, outcome)
     step = windows_per_call(settings)
-    stopped: ScorerError | None = None
-
     for start in range(0, len(joined), step):
         # A file that already failed (its part of an earlier call) is not sent again.
         rows = np.arange(start, min(start + step, len(joined)))
@@ -224,7 +223,7 @@ def score_files(
                 probs[row] = p
                 thresholds[ids[int(owner[row])]] = t
         except (TransientError, SystemFault) as error:
-            stopped = error
+            outcome.stopped = error
             logger.error("scoring stopped", extra={"error": str(error)})
             break
 
@@ -233,7 +232,7 @@ def score_files(
             continue
         p = probs[owner == i]
         if np.isnan(p).any():  # not every window scored: scoring stopped before its turn
-            outcome.failed[fid] = stopped or SystemFault("windows left unscored")
+            outcome.failed[fid] = outcome.stopped or SystemFault("windows left unscored")
             continue
         outcome.scores[fid] = FileScore([float(v) for v in p], thresholds[fid])
     return outcome

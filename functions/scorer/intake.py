@@ -40,10 +40,20 @@ def prepare_file(ref: FileRef, facts: FileFacts, fetched: Fetched, settings: Set
     still says what was known), RejectedFile saying why it cannot be scored."""
     data, s3_meta = fetched
     recording = readers.read_recording(data, ref.key)
+    key_site = facts.site
     for source, meta in (("in the file", recording.metadata), ("as S3 metadata", s3_meta)):
-        # Later sources win: key < file < S3 object metadata.
+        # Later sources win: key < file < S3 object metadata; but a site's uploaders may
+        # write only under incoming/<their site>/, so a file there cannot claim another site.
         if "site" in meta:
             facts.site = _name_part(meta["site"], "site", source)
+            if key_site is not None and facts.site != key_site:
+                facts.site = key_site
+                raise RejectedFile(
+                    f"the site given {source} differs from the site folder the file was "
+                    "uploaded to (incoming/<site>/...): upload it under its own site's folder, "
+                    "or leave the site out of the metadata",
+                    "site_mismatch",
+                )
         if "device" in meta:
             facts.device = _name_part(meta["device"], "device", source)
     meta = {**recording.metadata, **s3_meta}
