@@ -60,3 +60,18 @@ def prefix(site: str | None = None, device: str | None = None) -> str:
     if device is not None and site is None:
         raise ValueError("a device prefix needs its site")
     return INCOMING + "".join(f"{part}/" for part in (site, device) if part is not None)
+
+
+# Written by the pipeline (never under incoming/, so nothing it writes is scored again).
+RESULTS = "results/"  # per-window arrays of files too long for their table item
+WORK = "work/"  # chunks of long recordings until their file is whole (expire after 14 days)
+
+
+def results_key(site: str, device: str, file_hash: str, model_version: str) -> str:
+    """Where a long file's per-window arrays go: by site and device, so per-site read
+    policies cover them."""
+    return f"{RESULTS}{site}/{device}/{file_hash}/{model_version}.npz"
+
+
+def chunk_key(file_hash: str, model_version: str, signature: str, chunk: int) -> str:
+    return f"{WORK}chunks/{file_hash}/{model_version}/{signature}/{chunk:05d}.npz"
