@@ -254,7 +254,7 @@ def test_archive_name_prefix_and_tags_come_from_config_json(
     assert {"Key": "ecg-scorer:model-version", "Value": version} in object_tags
 
 
-def test_deploy_refuses_other_weights_under_a_deployed_model_version(
+def test_deploy_refuses_another_archive_under_a_deployed_model_version(
     moto_aws: tuple[Aws, str], archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     aws, role = moto_aws
@@ -268,7 +268,7 @@ def test_deploy_refuses_other_weights_under_a_deployed_model_version(
     # Refused on any endpoint, not only the one that serves the version.
     assert main([*deploy, "--archive", str(other), "--endpoint-name", "ecg-elsewhere"]) == 1
     err = capsys.readouterr().err
-    assert f"model_version {VERSION} is already uploaded or deployed with other weights" in err
+    assert f"model_version {VERSION} is already uploaded or deployed with another archive" in err
     assert "  model ecg-test-m-" in err and f"  s3://{BUCKET}/{PREFIX}/" in err
     assert "Give the new model its own model_version in config.json" in err
     sm, s3 = aws.client("sagemaker"), aws.client("s3")

@@ -1,4 +1,4 @@
-"""The model's way to AWS, behind deploy_model.py: package, check, deploy, invoke, operate.
+"""The model's way to AWS behind deploy_model.py: package, check, deploy, invoke, operate.
 
 Modules, from the ground up: ``identity`` (what names a model), ``aws`` (session, clients,
 image), ``archive`` (package and check; ``smoke`` is the check's prediction, run by path),

@@ -1,8 +1,9 @@
-"""The model archive: package build/model + model_code/ into a deterministic model.tar.gz, and
-check any such archive (members, config.json, and a smoke prediction by its own code).
+"""Build the deterministic model archive and check any such archive before it is deployed.
 
-Layout: SageMaker unpacks model.tar.gz into /opt/ml/model; the PyTorch container runs
-code/inference.py with code/ on sys.path and pip-installs code/requirements.txt.
+package: build/model + model_code/ -> model.tar.gz; check: members, config.json, and a smoke
+prediction by the archive's own code. Layout: SageMaker unpacks model.tar.gz into
+/opt/ml/model; the PyTorch container runs code/inference.py with code/ on sys.path and
+pip-installs code/requirements.txt.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""AWS plumbing: a boto3 session from the standard configuration, its clients, error codes,
-resource tags read back, and the SageMaker container image URI.
+"""AWS plumbing: the boto3 session and clients, error codes, tags read back, the image URI.
 
-boto3 and the SageMaker SDK are imported only when a command needs them: `--help`, package
-and check never do, and ``import sagemaker`` alone costs seconds.
+The session comes from boto3's standard configuration. boto3 and the SageMaker SDK are
+imported only when a command needs them: `--help`, package and check never do, and
+``import sagemaker`` alone costs seconds.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""The deploy_model.py command line: the flags of each command (one small function each),
-the parsers of flag values, and main(), which runs a command and turns errors into words."""
+"""The deploy_model.py command line: each command's flags, flag values, and main().
+
+One small function per command adds its flags; main() runs the command and turns errors
+into one line on stderr.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""What each deploy_model.py command does and prints (the flags are cli's); each returns the
-exit status, or raises ToolError for main() to print."""
+"""What each deploy_model.py command does and prints (cli holds the flags).
+
+Each returns the exit status, or raises ToolError for main() to print.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""What names a model: config.json's model_version gives the archive's file name, its S3
-prefix and its tags, and one model_version must always mean one archive (one SHA-256).
+"""What names a model: config.json's model_version, and one version for one archive.
 
-The rule matters because results are stored per file and model version (DESIGN.md,
-contract 3): new weights under an old version would be skipped as already scored, and old
-and new results would mix under one name.
+The model_version gives the archive's file name, its S3 prefix and its tags, and must always
+mean one archive (one SHA-256). The rule matters because results are stored per file and
+model version (DESIGN.md, contract 3): new weights under an old version would be skipped as
+already scored, and old and new results would mix under one name.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def version_conflicts(aws: Aws, version: str, sha: str, bucket: str, prefix: str
 
 def describe_conflicts(version: str, sha: str, conflicts: Conflicts) -> str:
     """Why deploy refuses, and what to do instead."""
-    lines = [f"model_version {version} is already uploaded or deployed with other weights:"]
+    lines = [f"model_version {version} is already uploaded or deployed with another archive:"]
     lines += [f"  {where}: archive sha256 {other[:16]}..." for where, other in conflicts.found]
     lines.append(
         f"this archive's sha256 is {sha[:16]}...; one model_version must always mean one "

@@ -1,9 +1,9 @@
-"""Invoke: read an ECG file into the model's windows and score them on an endpoint, in
-requests under the payload limit, the answers checked as the Lambda checks them.
+"""Score an ECG file on an endpoint: read it into the model's windows, send, check answers.
 
-The x-npy request sizing and the response check are the Lambda's own (scorer.endpoint), so
-this tool and the pipeline cannot disagree about what an endpoint must answer. numpy and
-the pipeline's modules are imported only when a file is scored.
+Requests stay under the payload limit, and the x-npy request sizing and the answer check
+are the Lambda's own (scorer.endpoint), so this tool and the pipeline cannot disagree about
+what an endpoint must answer. numpy and the pipeline's modules are imported only when a
+file is scored.
 """
 
 from __future__ import annotations

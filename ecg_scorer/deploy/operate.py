@@ -1,5 +1,7 @@
-"""Operating a deployed endpoint: its status and CloudWatch figures, its log lines, and deleting
-what deploy created for it (found by tag)."""
+"""Operate a deployed endpoint: status and CloudWatch figures, log lines, and deletion.
+
+Deletion removes what deploy created for the endpoint (found by tag).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Preflight: before anything is created, check the credentials, the execution role, the bucket
-and the serverless concurrency quota, each with what to fix."""
+"""Check credentials, execution role, bucket and serverless quota before anything is made.
+
+Each check says what to fix; a check that cannot be made is reported, not failed.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""How the deploy commands lay out text: aligned rows, and a progress line that rewrites
-itself on a terminal and prints only changes elsewhere (logs, CI)."""
+"""Lay out the deploy commands' text: aligned rows, and a progress line.
+
+The progress line rewrites itself on a terminal and prints only changes elsewhere (logs, CI).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Rollout: plan what deploy creates (every name derived from content, so a rerun finds the
-same), apply the plan (upload, Model, EndpointConfig, create or update), wait for InService."""
+"""Plan, apply and wait for a deployment: upload, Model, EndpointConfig, create or update.
+
+Every name is derived from content, so a rerun finds the same and creates nothing.
+"""
 
 from __future__ import annotations
 

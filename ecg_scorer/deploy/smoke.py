@@ -1,9 +1,10 @@
-"""The smoke prediction of `check`: load an unpacked model archive as SageMaker would and score
-two requests through its own handler; print one JSON line (ok, or the member at fault).
+"""The smoke prediction of `check`: an unpacked archive's own handler scores two requests.
 
-Run by path in a fresh interpreter, ``python -P smoke.py MODEL_DIR`` with only MODEL_DIR/code
-on PYTHONPATH (archive.check_archive does this), so ``inference`` and ``model`` are the
-archive's own code, as in the container. It imports nothing from this project.
+It loads the archive as SageMaker would, scores one JSON and one x-npy request, and prints
+one JSON line (ok, or the member at fault and a fix). Run by path in a fresh interpreter,
+``python -P smoke.py MODEL_DIR`` with only MODEL_DIR/code on PYTHONPATH (archive.check_archive
+does this), so ``inference`` and ``model`` are the archive's own code, as in the container.
+It imports nothing from this project.
 """
 
 from __future__ import annotations
