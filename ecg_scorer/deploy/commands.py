@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,6 @@ from ecg_scorer.deploy.invoke import (
     invoke,
     load_windows,
     parse_endpoint,
-    runtime_settings,
 )
 from ecg_scorer.deploy.operate import (
     delete_owned,
@@ -224,18 +224,12 @@ def _refuse_a_reused_version(aws: Aws, plan: Plan, prefix: str) -> None:
         raise ToolError(describe_conflicts(plan.model_version, plan.sha, conflicts))
 
 
-def _label(result: dict[str, Any], threshold: float) -> str:
-    if isinstance(result.get("label"), str):
-        return str(result["label"])
-    return "anomalous" if float(result["probability"]) > threshold else "normal"
-
-
 def cmd_invoke(args: argparse.Namespace) -> int:
     name, region, endpoint_url = parse_endpoint(args.endpoint_name)
     source = args.model_config or default_model_config()
     config = read_model_config(source)
     contract = Contract.from_config(config, str(source))
-    settings = runtime_settings(name, version_of(config, source), contract)
+    version = version_of(config, source)
     windows, how = load_windows(args.file, contract)
     content_type = args.content_type
     if content_type == "auto":
@@ -246,25 +240,20 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if not region:
         raise ToolError(f"no AWS region configured: {REGION_ADVICE}; or pass a runtime URL")
     runtime = session.client("sagemaker-runtime", region_name=region, endpoint_url=endpoint_url)
-    results = invoke(runtime, settings, windows, content_type, args.batch)
-    if args.json:
-        print(json.dumps(results))
+    answers = invoke(runtime, name, version, windows, content_type, args.batch)
+    if args.json:  # contract 1's objects, one per window
+        print(json.dumps([{"prediction": a.probability, **asdict(a)} for a in answers]))
         return 0
     print(
         f"{args.file}: {len(windows)} window(s) of {windows.shape[1]} samples, "
         f"sent as {content_type}"
     )
-    for index, result in enumerate(results):
-        threshold = float(result.get("threshold", 0.5))
-        print(
-            f"window {index:>3}  probability {float(result['probability']):.4f}  "
-            f"{_label(result, threshold)}"
-        )
-    top = max(results, key=lambda r: float(r["probability"]))
+    for index, answer in enumerate(answers):
+        print(f"window {index:>3}  probability {answer.probability:.4f}  {answer.label}")
+    top = max(answers, key=lambda a: a.probability)
     print(
-        f"file: max probability {float(top['probability']):.4f} -> "
-        f"{_label(top, float(top.get('threshold', 0.5)))} "
-        f"(threshold {top.get('threshold', 0.5)}, model {top.get('model_version', '?')})"
+        f"file: max probability {top.probability:.4f} -> {top.label} "
+        f"(threshold {top.threshold}, model {top.model_version})"
     )
     return 0
 

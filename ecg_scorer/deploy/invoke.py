@@ -22,7 +22,7 @@ from ecg_scorer.deploy.identity import ARCHIVE_DIR
 
 if TYPE_CHECKING:
     import numpy as np
-    from scorer.config import Settings
+    from scorer.endpoint import Answer
 
 # Serverless request bodies are capped at 4 MB (4,000,000 bytes keeps clear of both readings
 # of "MB"); invoke splits a file's windows into requests by their encoded size.
@@ -159,40 +159,24 @@ def _windows_from_pipeline(path: Path, contract: Contract) -> np.ndarray:
     return _as_windows(prepared.windows, str(path), contract)
 
 
-def runtime_settings(
-    endpoint: str, model_version: str, contract: Contract, max_bytes: int = MAX_REQUEST_BYTES
-) -> Settings:
-    """The Lambda's Settings, for the fields scorer.endpoint reads to size requests and check
-    answers (endpoint, model version, window, leads, payload limit); the table and the file
-    size limit mean nothing here."""
-    from scorer.config import Settings
-
-    return Settings(
-        predictions_table="",
-        endpoint_name=endpoint,
-        model_version=model_version,
-        model_leads=contract.leads,
-        model_sampling_rate_hz=contract.sampling_rate_hz,
-        window_samples=contract.window_samples,
-        max_file_bytes=0,
-        max_payload_bytes=max_bytes,
-    )
-
-
 def _json_body(windows: np.ndarray) -> bytes:
     signals = windows[0] if len(windows) == 1 else windows
     return json.dumps({"signals": signals.tolist()}).encode()
 
 
 def request_bodies(
-    windows: np.ndarray, content_type: str, settings: Settings, max_windows: int | None = None
+    windows: np.ndarray,
+    content_type: str,
+    max_payload_bytes: int = MAX_REQUEST_BYTES,
+    max_windows: int | None = None,
 ) -> Iterable[tuple[int, bytes]]:
     """(window count, body) per request, in order: as many windows as fit the payload limit
     (and at most ``max_windows``)."""
     from scorer.endpoint import to_npy, windows_per_call
 
     if content_type == NPY:
-        step = min(windows_per_call(settings), max_windows or len(windows))
+        per_call = windows_per_call(max_payload_bytes, windows[0].nbytes)
+        step = min(per_call, max_windows or len(windows))
         for start in range(0, len(windows), step):
             chunk = windows[start : start + step]
             yield len(chunk), to_npy(chunk)
@@ -203,15 +187,13 @@ def request_bodies(
     while start < len(windows):
         count = min(len(windows) - start, max_windows or len(windows))
         body = _json_body(windows[start : start + count])
-        while len(body) > settings.max_payload_bytes:
+        while len(body) > max_payload_bytes:
             if count == 1:
                 raise ToolError(
                     f"one window encodes to {len(body)} bytes as {content_type}, over the "
-                    f"{settings.max_payload_bytes}-byte request limit; send {NPY}"
+                    f"{max_payload_bytes}-byte request limit; send {NPY}"
                 )
-            count = max(
-                1, min(count - 1, int(count * settings.max_payload_bytes / len(body) * 0.98))
-            )
+            count = max(1, min(count - 1, int(count * max_payload_bytes / len(body) * 0.98)))
             body = _json_body(windows[start : start + count])
         yield count, body
         start += count
@@ -219,29 +201,29 @@ def request_bodies(
 
 def invoke(
     runtime: Any,
-    settings: Settings,
+    endpoint_name: str,
+    model_version: str,
     windows: np.ndarray,
     content_type: str,
     batch: int | None = None,
-) -> list[dict[str, Any]]:
-    """Score windows [N, W, C] on ``settings.endpoint_name``; one answer object per window,
-    each checked by scorer.endpoint.parse_response (count, probability, model version)."""
-    from scorer.endpoint import parse_response
+) -> list[Answer]:
+    """Score windows [N, W, C] on ``endpoint_name``; one answer per window, each checked by
+    scorer.endpoint.parse_response (count, probability, model version)."""
+    from scorer.endpoint import WrongModel, parse_response
     from scorer.errors import SystemFault
 
-    results: list[dict[str, Any]] = []
-    for count, body in request_bodies(windows, content_type, settings, batch):
+    answers: list[Answer] = []
+    for count, body in request_bodies(windows, content_type, max_windows=batch):
         response = runtime.invoke_endpoint(
-            EndpointName=settings.endpoint_name,
-            ContentType=content_type,
-            Accept=JSON,
-            Body=body,
+            EndpointName=endpoint_name, ContentType=content_type, Accept=JSON, Body=body
         )
-        raw = response["Body"].read()
         try:
-            parse_response(raw, count, settings.model_version)
+            answers.extend(parse_response(response["Body"].read(), count, model_version))
+        except WrongModel as fault:
+            raise ToolError(
+                f"invoking {endpoint_name}: {fault}; pass --model-config with the config.json "
+                "of the model it serves"
+            ) from fault
         except SystemFault as fault:
-            raise ToolError(f"invoking {settings.endpoint_name}: {fault}") from fault
-        answer = json.loads(raw)  # checked above: one object, or a list of `count`
-        results.extend(answer if isinstance(answer, list) else [answer])
-    return results
+            raise ToolError(f"invoking {endpoint_name}: {fault}") from fault
+    return answers

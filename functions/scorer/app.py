@@ -157,7 +157,8 @@ def process_batch(
             )
             failed[message.message_id] = None
 
-    round_windows = endpoint.windows_per_call(settings) * CALLS_PER_ROUND
+    per_call = endpoint.windows_per_call(settings.max_payload_bytes, settings.window_bytes)
+    round_windows = per_call * CALLS_PER_ROUND
     scoring = Scoring(clients.runtime, settings, budget)
     with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io") as pool:
         writes: list[Future] = []

@@ -70,8 +70,9 @@ class ScoreOutcome:
     latencies_ms: list[float] = field(default_factory=list)
 
 
-def windows_per_call(settings: Settings) -> int:
-    by_payload = (settings.max_payload_bytes - NPY_HEADER_BYTES) // settings.window_bytes
+def windows_per_call(max_payload_bytes: int, window_bytes: int) -> int:
+    """Windows in one application/x-npy request under the payload limit."""
+    by_payload = (max_payload_bytes - NPY_HEADER_BYTES) // window_bytes
     return max(1, min(MAX_WINDOWS_PER_REQUEST, by_payload))
 
 
@@ -99,8 +100,23 @@ def classify(error: Exception) -> Exception:
     return from_boto(error, "from the endpoint") or error
 
 
-def parse_response(body: bytes, count: int, model_version: str) -> list[tuple[float, float]]:
-    """(probability, threshold) per window; one object for one window, a list for more."""
+@dataclass(frozen=True)
+class Answer:
+    """The endpoint's answer for one window (contract 1), checked."""
+
+    probability: float
+    threshold: float
+    label: str
+    model_version: str
+
+
+class WrongModel(SystemFault):
+    """The endpoint serves another model version than the one expected."""
+
+
+def parse_response(body: bytes, count: int, model_version: str) -> list[Answer]:
+    """One checked answer per window; the body holds one object for one window, a list for
+    more. SystemFault when it breaks the contract, WrongModel for another model version."""
     try:
         doc: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
@@ -115,9 +131,7 @@ def parse_response(body: bytes, count: int, model_version: str) -> list[tuple[fl
             raise SystemFault("the endpoint returned a result that is not an object")
         version = item.get("model_version")
         if version != model_version:
-            raise SystemFault(
-                f"the endpoint runs model {version!r}, but MODEL_VERSION is {model_version!r}"
-            )
+            raise WrongModel(f"the endpoint runs model {version!r}, not {model_version!r}")
         try:
             probability = float(item["probability"])
             threshold = float(item.get("threshold", 0.5))
@@ -125,7 +139,8 @@ def parse_response(body: bytes, count: int, model_version: str) -> list[tuple[fl
             raise SystemFault("the endpoint returned a result without a probability") from e
         if not (0.0 <= probability <= 1.0 and math.isfinite(threshold)):
             raise SystemFault(f"the endpoint returned probability {probability!r}")
-        out.append((probability, threshold))
+        label = str(item.get("label") or ("anomalous" if probability > threshold else "normal"))
+        out.append(Answer(probability, threshold, label, version))
     return out
 
 
@@ -135,7 +150,7 @@ class _Caller:
     def __init__(self, client: Any, settings: Settings, budget: Budget, outcome: ScoreOutcome):
         self.client, self.settings, self.budget, self.outcome = client, settings, budget, outcome
 
-    def _once(self, body: bytes, count: int) -> list[tuple[float, float]]:
+    def _once(self, body: bytes, count: int) -> list[Answer]:
         started = time.perf_counter()
         self.outcome.calls += 1
         self.outcome.bytes_sent += len(body)
@@ -156,9 +171,7 @@ class _Caller:
             self.outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
         return parse_response(raw, count, self.settings.model_version)
 
-    def __call__(
-        self, windows: np.ndarray, max_crashes: int = MAX_CRASHES
-    ) -> list[tuple[float, float]]:
+    def __call__(self, windows: np.ndarray, max_crashes: int = MAX_CRASHES) -> list[Answer]:
         body = to_npy(windows)
 
         def on_retry(error: TransientError, attempt: int, delay: float) -> None:
@@ -201,7 +214,7 @@ def score_files(
     probs = np.full(len(joined), np.nan)
     thresholds: dict[str, float] = {}
     call = _Caller(client, settings, budget, outcome)
-    step = windows_per_call(settings)
+    step = windows_per_call(settings.max_payload_bytes, settings.window_bytes)
     for start in range(0, len(joined), step):
         # A file that already failed (its part of an earlier call) is not sent again.
         rows = np.arange(start, min(start + step, len(joined)))
@@ -219,9 +232,9 @@ def score_files(
                     continue
                 _isolate(call, joined, owner, ids, chunk_owners, rows, probs, thresholds, outcome)
                 continue
-            for row, (p, t) in zip(rows, result, strict=True):
-                probs[row] = p
-                thresholds[ids[int(owner[row])]] = t
+            for row, answer in zip(rows, result, strict=True):
+                probs[row] = answer.probability
+                thresholds[ids[int(owner[row])]] = answer.threshold
         except (TransientError, SystemFault) as error:
             outcome.stopped = error
             logger.error("scoring stopped", extra={"error": str(error)})
@@ -268,9 +281,9 @@ def _isolate(
         except ModelCrashed as crash:
             crashed[fid] = crash
             continue
-        for row, (p, t) in zip(own, result, strict=True):
-            probs[row] = p
-            thresholds[fid] = t
+        for row, answer in zip(own, result, strict=True):
+            probs[row] = answer.probability
+            thresholds[fid] = answer.threshold
     if len(crashed) == len(chunk_owners):
         raise TransientError("the model container fails on every file alone")
     outcome.failed.update(crashed)
