@@ -674,23 +674,23 @@ def plan(
     readers: list[tuple[int, int, _SegmentReader | None]] = []
     first_frame = 0
     files_seen: set[str] = set()
-    for sub, declared in parts:
-        if sub is None:
+    for seg_header, declared in parts:
+        if seg_header is None:
             readers.append((first_frame, declared or 0, None))
             first_frame += declared or 0
             continue
-        if sub is layout or [s.description for s in sub.signals] == [
+        if seg_header is layout or [s.description for s in seg_header.signals] == [
             s.description for s in layout.signals
         ]:
             columns = {index: column for column, index in enumerate(keep)}
         else:  # variable layout: by name; a signal the segment lacks stays NaN
-            descriptions = [s.description for s in sub.signals]
+            descriptions = [s.description for s in seg_header.signals]
             columns = {
                 descriptions.index(name): column
                 for column, name in enumerate(wanted)
                 if name is not None and descriptions.count(name) == 1
             }
-        reader = _segment_reader(sub, sizes, columns, spf)
+        reader = _segment_reader(seg_header, sizes, columns, spf)
         n = reader.n_frames
         if header.segments is not None:
             if n < (declared or 0):
