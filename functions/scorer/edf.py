@@ -256,6 +256,8 @@ class Plan:
         """Records ``[start, stop)`` from ``chunk``, the bytes of ``byte_range(start, stop)``."""
         first, end = self.byte_range(start, stop)
         raw = np.frombuffer(chunk, np.uint8)
+        if raw.size > end - first:
+            raise ValueError(f"{raw.size} bytes given for the range {first}..{end}")
         if raw.size < end - first:
             raise RejectedFile(
                 f"the file ends early (data records {start:,}..{stop:,} are incomplete); "
@@ -266,7 +268,7 @@ class Plan:
         spf = self.samples_per_frame
         out = np.empty((n * spf, len(self.channels)), np.float32)
         width = 3 if self.bdf else 2
-        records = raw[: end - first].reshape(n, self.record_samples * width)
+        records = raw.reshape(n, self.record_samples * width)
         for j, ch in enumerate(self.channels):
             part = records[:, ch.position * width : (ch.position + spf) * width]
             if self.bdf:

@@ -396,8 +396,7 @@ def _decode(fmt: int, raw: np.ndarray, n_samples: int) -> np.ndarray:
 class _SegmentReader:
     """Frames of one single-segment header, mapped onto the output columns."""
 
-    def __init__(self, header: Header, groups: list[_Group], n_frames: int) -> None:
-        self.header = header
+    def __init__(self, groups: list[_Group], n_frames: int) -> None:
         self.groups = groups
         self.n_frames = n_frames
 
@@ -436,6 +435,8 @@ class _SegmentReader:
                     "missing_files",
                 )
             raw = np.frombuffer(chunks[group.file_name], np.uint8)
+            if raw.size > byte1 - byte0:
+                raise ValueError(f"{raw.size} bytes given for the range {byte0}..{byte1}")
             if raw.size < byte1 - byte0:
                 raise RejectedFile(
                     f"the signal file {group.file_name} ends early (the bytes of frames "
@@ -445,7 +446,7 @@ class _SegmentReader:
             tspf = group.samples_per_frame
             skew = max(ch.skew for _, ch in group.columns)
             n_stored = min(stop + skew, self.n_frames) - first
-            digital = _decode(group.format, raw[: byte1 - byte0], lead + n_stored * tspf)
+            digital = _decode(group.format, raw, lead + n_stored * tspf)
             frames = digital[lead:].reshape(n_stored, tspf)
             invalid = _FORMATS[group.format][2]
             for column, ch in group.columns:
@@ -520,7 +521,8 @@ class Plan:
         return ranges
 
     def read(self, chunks: Mapping[str, Bytes], start: int, stop: int) -> Recording:
-        """Frames ``[start, stop)`` from ``chunks`` (``{file: the bytes of byte_ranges}``)."""
+        """Frames ``[start, stop)`` from ``chunks``: ``{file: exactly the bytes of
+        byte_ranges(start, stop)}``. A shorter chunk (a file cut short) is a RejectedFile."""
         spf = self.samples_per_frame
         columns = self.channels
         out = np.full(((stop - start) * spf, columns), np.nan, np.float32)
@@ -615,7 +617,7 @@ def _segment_reader(
                 "truncated",
             )
         groups.append(_Group(name, first.format, first.byte_offset, position, tuple(stored)))
-    return _SegmentReader(header, groups, n_frames or 0)
+    return _SegmentReader(groups, n_frames or 0)
 
 
 def plan(
@@ -711,6 +713,8 @@ def plan(
             f"the master header declares {header.n_frames:,} frames but its segments hold "
             f"{first_frame:,}"
         )
+    if first_frame == 0:
+        raise RejectedFile("the record holds no samples (0 frames)", "no_samples")
     names = [d.strip() if d else "" for d in wanted]
     return Plan(
         fs=layout.frame_rate * spf,
