@@ -372,24 +372,26 @@ def _decode(fmt: int, raw: np.ndarray, n_samples: int) -> np.ndarray:
     blocks = -(-n_samples // block_samples)
     if raw.size < blocks * block_bytes:  # a last, partial block
         raw = np.concatenate((raw, np.zeros(blocks * block_bytes - raw.size, np.uint8)))
-    b = raw[: blocks * block_bytes].reshape(blocks, block_bytes).astype(np.int32)
-    out = np.empty((blocks, block_samples), np.int32)
+    b = raw[: blocks * block_bytes].reshape(blocks, block_bytes)
+    c = [b[:, k].astype(np.int16) for k in range(block_bytes)]  # 10-12 bits fit int16
+    out = np.empty((blocks, block_samples), np.int16)
     if fmt == 212:
-        out[:, 0] = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
-        out[:, 1] = b[:, 2] | ((b[:, 1] >> 4) << 8)
+        out[:, 0] = c[0] | ((c[1] & 0x0F) << 8)
+        out[:, 1] = c[2] | ((c[1] >> 4) << 8)
         sign = 1 << 11
     elif fmt == 310:  # two little-endian 16-bit words; bit 0 of each is unused
-        out[:, 0] = (b[:, 0] >> 1) | ((b[:, 1] & 0x07) << 7)
-        out[:, 1] = (b[:, 2] >> 1) | ((b[:, 3] & 0x07) << 7)
-        out[:, 2] = ((b[:, 1] >> 3) & 0x1F) | (((b[:, 3] >> 3) & 0x1F) << 5)
+        out[:, 0] = (c[0] >> 1) | ((c[1] & 0x07) << 7)
+        out[:, 1] = (c[2] >> 1) | ((c[3] & 0x07) << 7)
+        out[:, 2] = ((c[1] >> 3) & 0x1F) | (((c[3] >> 3) & 0x1F) << 5)
         sign = 1 << 9
     else:  # 311: one little-endian 32-bit word, samples in bits 0-9, 10-19, 20-29
-        out[:, 0] = b[:, 0] | ((b[:, 1] & 0x03) << 8)
-        out[:, 1] = (b[:, 1] >> 2) | ((b[:, 2] & 0x0F) << 6)
-        out[:, 2] = (b[:, 2] >> 4) | ((b[:, 3] & 0x3F) << 4)
+        out[:, 0] = c[0] | ((c[1] & 0x03) << 8)
+        out[:, 1] = (c[1] >> 2) | ((c[2] & 0x0F) << 6)
+        out[:, 2] = (c[2] >> 4) | ((c[3] & 0x3F) << 4)
         sign = 1 << 9
     flat = out.reshape(-1)[:n_samples]
-    flat[flat >= sign] -= 2 * sign  # two's complement
+    flat ^= sign  # two's complement of the format's width, without a mask
+    flat -= sign
     return flat
 
 
