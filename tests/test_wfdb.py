@@ -333,6 +333,40 @@ def test_range_reads_across_segments_and_with_skew(tmp_path: Path, shared_ecg: P
         )
 
 
+def test_variable_layout_multi_segment_record(tmp_path: Path) -> None:
+    """A layout header names the signals; segments hold them in another order, in other
+    formats and gains, or lack one (NaN); a null segment '~' is NaN rows."""
+    rng = np.random.default_rng(5)
+    wfdb_ref.wrsamp(
+        "seg1", fs=360, units=["mV"] * 3, sig_name=["I", "II", "V2"],
+        d_signal=rng.integers(-500, 500, (100, 3)), fmt=["16"] * 3, adc_gain=[200.0] * 3,
+        baseline=[0] * 3, write_dir=str(tmp_path),
+    )  # fmt: skip
+    wfdb_ref.wrsamp(
+        "seg2", fs=360, units=["mV", "mV"], sig_name=["V2", "I"],
+        d_signal=rng.integers(-500, 500, (80, 2)), fmt=["212"] * 2, adc_gain=[100.0] * 2,
+        baseline=[5] * 2, write_dir=str(tmp_path),
+    )  # fmt: skip
+    layout = ["layout 3 360 0"] + [f"~ 0 200/mV 16 0 0 0 0 {lead}" for lead in ("I", "II", "V2")]
+    (tmp_path / "layout.hea").write_text("\n".join(layout) + "\n")
+    (tmp_path / "multi.hea").write_text("multi/4 3 360 230\nlayout 0\nseg1 100\n~ 50\nseg2 80\n")
+    files = _files(tmp_path)
+    recording = wfdb.read_record(files, "multi.hea")
+    assert recording.leads == ["I", "II", "V2"] and recording.signal.shape == (230, 3)
+    assert np.isnan(recording.signal).sum(axis=0).tolist() == [50, 130, 50]
+    ref = wfdb_ref.rdrecord(str(tmp_path / "multi"))
+    np.testing.assert_array_equal(recording.signal, ref.p_signal.astype(np.float32))
+    assert wfdb.needed_files(wfdb.parse_header(files["multi.hea"])) == [
+        "layout.hea",
+        "seg1.hea",
+        "seg2.hea",
+    ]
+    plan = _plan(files, "multi.hea")
+    for a, b in [(0, 230), (90, 160), (99, 151), (120, 130), (150, 230)]:
+        part = read_by_ranges(plan, files, a, b).signal
+        np.testing.assert_array_equal(part, recording.signal[a:b])
+
+
 def test_plan_tells_length_rate_and_leads_before_reading(shared_ecg: Path) -> None:
     hea = shared_ecg / "wfdb" / "100.hea"
     plan = wfdb.plan(wfdb.parse_header(hea.read_bytes()), {"100.dat": 1_950_000})
