@@ -182,14 +182,15 @@ def _with_field(data: bytes, start: int, text: str, width: int) -> bytes:
         ("02.01.84", "", "2084-01-02"),
         ("02.01.yy", "Startdate 02-JAN-2091 X X X", "2091-01-02"),  # after 2084, EDF+ only
         ("02.01.30", "Startdate 02-JAN-2030 X X X", "2030-01-02"),
-        ("02.01.30", "Startdate X X X X", "2030-01-02"),  # anonymised EDF+ date: the legacy one
+        ("01.01.85", "Startdate X X X X", None),  # anonymised: 01.01.85 is a placeholder
     ],
 )
-def test_start_date_rules(legacy: str, plus: str, expected: str) -> None:
+def test_start_date_rules(legacy: str, plus: str, expected: str | None) -> None:
     data = edf_bytes(ecg_signals(seconds=10))
     data = _with_field(_with_field(data, 168, legacy, 8), 176, "13.14.15", 8)
     data = _with_field(data, 88, plus, 80)
-    assert edf.read_edf(data).metadata == {"recorded_at": f"{expected}T13:14:15"}
+    metadata = {"recorded_at": f"{expected}T13:14:15"} if expected else {}
+    assert edf.read_edf(data).metadata == metadata
 
 
 def test_patient_and_recording_identification_never_leave_the_header() -> None:
@@ -220,7 +221,8 @@ def test_patient_and_recording_identification_never_leave_the_header() -> None:
     ],
 )
 def test_malformed_headers_say_what_is_wrong(start: int, text: str, width: int, match: str) -> None:
-    data = _with_field(edf_bytes(ecg_signals(seconds=2)), start, text, width)
+    plain = _with_field(edf_bytes(ecg_signals(seconds=2)), 88, "", 80)  # no EDF+ date
+    data = _with_field(plain, start, text, width)
     with pytest.raises(RejectedFile, match=match) as e:
         edf.read_edf(data)
     assert e.value.code in ("bad_edf_header", "not_edf")

@@ -71,7 +71,7 @@ class Header:
 
     bdf: bool
     continuity: str | None  # "C" or "D" for EDF+/BDF+, None for plain EDF/BDF
-    start: datetime  # local time, as the header gives it
+    start: datetime | None  # local time, as the header gives it; None when anonymised
     header_bytes: int
     n_records: int | None  # None: unknown (-1), taken from the file's size
     record_duration: float  # seconds
@@ -121,11 +121,15 @@ def header_size(first: Bytes) -> int:
     return FIXED_BYTES * (n + 1)
 
 
-def _start(data: bytes) -> datetime:
+def _start(data: bytes) -> datetime | None:
     """Start date and time: EDF+'s 'Startdate dd-MMM-yyyy' when given, else the dd.mm.yy
-    field with EDF's 1985-2084 rule; and the hh.mm.ss field."""
+    field with EDF's 1985-2084 rule; and the hh.mm.ss field. None for EDF+'s anonymised
+    'Startdate X', whose legacy field holds a placeholder (01.01.85)."""
+    recording_field = _field(data, 88, 80)
+    if recording_field == "Startdate X" or recording_field.startswith("Startdate X "):
+        return None
     try:
-        plus = _STARTDATE.match(_field(data, 88, 80))
+        plus = _STARTDATE.match(recording_field)
         if plus and plus[2] in _MONTHS:
             day, month, year = int(plus[1]), _MONTHS.index(plus[2]) + 1, int(plus[3])
         else:
@@ -341,7 +345,7 @@ def plan(header: Header, size: int) -> Plan:
         leads=names if any(names) else None,
         n_frames=n_records,
         samples_per_frame=spf,
-        recorded_at=header.start.isoformat(),
+        recorded_at=header.start.isoformat() if header.start else None,
         bdf=header.bdf,
         header_bytes=header.header_bytes,
         record_bytes=header.record_bytes,
