@@ -335,7 +335,7 @@ def test_range_reads_across_segments_and_with_skew(tmp_path: Path, shared_ecg: P
 
 def test_variable_layout_multi_segment_record(tmp_path: Path) -> None:
     """A layout header names the signals; segments hold them in another order, in other
-    formats and gains, or lack one (NaN); a null segment '~' is NaN rows."""
+    formats and gains, or lack one (NaN)."""
     rng = np.random.default_rng(5)
     wfdb_ref.wrsamp(
         "seg1", fs=360, units=["mV"] * 3, sig_name=["I", "II", "V2"],
@@ -349,11 +349,11 @@ def test_variable_layout_multi_segment_record(tmp_path: Path) -> None:
     )  # fmt: skip
     layout = ["layout 3 360 0"] + [f"~ 0 200/mV 16 0 0 0 0 {lead}" for lead in ("I", "II", "V2")]
     (tmp_path / "layout.hea").write_text("\n".join(layout) + "\n")
-    (tmp_path / "multi.hea").write_text("multi/4 3 360 230\nlayout 0\nseg1 100\n~ 50\nseg2 80\n")
+    (tmp_path / "multi.hea").write_text("multi/3 3 360 180\nlayout 0\nseg1 100\nseg2 80\n")
     files = _files(tmp_path)
     recording = wfdb.read_record(files, "multi.hea")
-    assert recording.leads == ["I", "II", "V2"] and recording.signal.shape == (230, 3)
-    assert np.isnan(recording.signal).sum(axis=0).tolist() == [50, 130, 50]
+    assert recording.leads == ["I", "II", "V2"] and recording.signal.shape == (180, 3)
+    assert np.isnan(recording.signal).sum(axis=0).tolist() == [0, 80, 0]
     ref = wfdb_ref.rdrecord(str(tmp_path / "multi"))
     np.testing.assert_array_equal(recording.signal, ref.p_signal.astype(np.float32))
     assert wfdb.needed_files(wfdb.parse_header(files["multi.hea"])) == [
@@ -362,9 +362,25 @@ def test_variable_layout_multi_segment_record(tmp_path: Path) -> None:
         "seg2.hea",
     ]
     plan = _plan(files, "multi.hea")
-    for a, b in [(0, 230), (90, 160), (99, 151), (120, 130), (150, 230)]:
+    for a, b in [(0, 180), (90, 160), (99, 101), (100, 101), (150, 180)]:
         part = read_by_ranges(plan, files, a, b).signal
         np.testing.assert_array_equal(part, recording.signal[a:b])
+
+    # A null segment, or one with none of the ECG signals, is a gap: no bytes back it, and
+    # preparation would refuse any gap over 0.1 s. A huge one allocates nothing.
+    (tmp_path / "multi.hea").write_text(
+        "multi/4 3 360\nlayout 0\nseg1 100\n~ 999999999999\nseg2 80\n"
+    )
+    with pytest.raises(
+        RejectedFile, match="segment 3 of the multi-segment record holds no ECG"
+    ) as e:
+        wfdb.read_record(_files(tmp_path), "multi.hea")
+    assert e.value.code == "wfdb_gap"
+    (tmp_path / "seg3.hea").write_text("seg3 1 360 50\nseg3.dat 16 200/mV 16 0 0 0 0 PLETH\n")
+    (tmp_path / "seg3.dat").write_bytes(bytes(100))
+    (tmp_path / "multi.hea").write_text("multi/4 3 360\nlayout 0\nseg1 100\nseg3 50\nseg2 80\n")
+    with pytest.raises(RejectedFile, match=r"segment 3 .* \(a gap of 50 frames, 0\.1 s\)") as e:
+        wfdb.read_record(_files(tmp_path), "multi.hea")
 
 
 def test_plan_tells_length_rate_and_leads_before_reading(shared_ecg: Path) -> None:

@@ -493,7 +493,7 @@ class Plan:
     n_frames: int
     samples_per_frame: int
     recorded_at: str | None
-    parts: list[tuple[int, int, _SegmentReader | None]]  # (first frame, frames, reader)
+    parts: list[tuple[int, int, _SegmentReader]]  # (first frame, frames, reader)
 
     @property
     def duration_s(self) -> float:
@@ -505,7 +505,7 @@ class Plan:
         return [
             (first, count, reader)
             for first, count, reader in self.parts
-            if reader is not None and first < stop and start < first + count
+            if first < stop and start < first + count
         ]
 
     def byte_ranges(self, start: int, stop: int) -> dict[str, tuple[int, int]]:
@@ -550,6 +550,17 @@ def _output_channels(layout: Header) -> list[int]:
     rates = [layout.signals[i].samples_per_frame * layout.frame_rate for i in volts]
     keep = lead_names.ecg_channels([names[i] for i in volts], rates)
     return [volts[i] for i in keep]
+
+
+def _gap(number: int, frames: int, frame_rate: float) -> RejectedFile:
+    """A null segment ('~'), or one without any of the ECG signals: no bytes back its
+    frames, and a gap longer than preparation fills (0.1 s) could never be scored."""
+    return RejectedFile(
+        f"segment {number} of the multi-segment record holds no ECG signal (a gap of "
+        f"{frames:,} frames, {frames / frame_rate:.1f} s); a recording must be continuous: "
+        "export the parts before and after the gap as separate records",
+        "wfdb_gap",
+    )
 
 
 def _unsupported(fmt: int, number: int) -> RejectedFile:
@@ -636,6 +647,7 @@ def plan(
     """
     segments = segments or {}
     parts: list[tuple[Header | None, int | None]]
+    first_number = 1  # of the segments read, in the master header's list
     if header.segments is None:
         layout, parts = header, [(header, header.n_frames)]
     else:
@@ -662,6 +674,7 @@ def plan(
         # signals of the whole record. Otherwise (fixed layout) the first segment does.
         if parts[0][1] == 0:
             layout = parts.pop(0)[0] or header
+            first_number = 2
         else:
             layout = next(sub for sub, _ in parts if sub is not None)
     for i, s in enumerate(layout.signals):
@@ -675,14 +688,12 @@ def plan(
         )
     spf = layout.signals[keep[0]].samples_per_frame
     wanted = [layout.signals[i].description for i in keep]
-    readers: list[tuple[int, int, _SegmentReader | None]] = []
+    readers: list[tuple[int, int, _SegmentReader]] = []
     first_frame = 0
     files_seen: set[str] = set()
-    for seg_header, declared in parts:
+    for number, (seg_header, declared) in enumerate(parts, first_number):
         if seg_header is None:
-            readers.append((first_frame, declared or 0, None))
-            first_frame += declared or 0
-            continue
+            raise _gap(number, declared or 0, layout.frame_rate)
         if seg_header is layout or [s.description for s in seg_header.signals] == [
             s.description for s in layout.signals
         ]:
@@ -704,6 +715,8 @@ def plan(
                     "truncated",
                 )
             n = reader.n_frames = declared or 0
+            if n and not reader.groups:
+                raise _gap(number, n, layout.frame_rate)
         names_here = {g.file_name for g in reader.groups}
         if files_seen & names_here:
             raise _bad("two segments name the same signal file")
