@@ -265,6 +265,9 @@ def test_truncated_file_and_lying_record_count_are_refused_without_allocating() 
 def test_unknown_record_count_comes_from_the_size() -> None:
     data = _with_field(edf_bytes(ecg_signals(seconds=20)), 236, "-1", 8)
     assert edf.read_edf(data).signal.shape == (10_000, 3)
+    with pytest.raises(RejectedFile, match="holds no data records") as e:
+        edf.read_edf(_with_field(data, 236, "0", 8))
+    assert e.value.code == "no_samples"
 
 
 @functools.cache

@@ -22,6 +22,7 @@ never kept or quoted; only the start date and time become ``recorded_at``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def _number(text: str, what: str, integer: bool = False) -> float:
         value = int(text) if integer else float(text)
     except ValueError:
         raise _bad(f"{what} is not {'an integer' if integer else 'a number'}") from None
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise _bad(f"{what} is not a finite number")
     return value
 
@@ -332,6 +333,8 @@ def plan(header: Header, size: int) -> Plan:
             f"{n_records:,}; the file was cut short: upload it again",
             "truncated",
         )
+    if n_records == 0:
+        raise RejectedFile(f"the {kind} file holds no data records", "no_samples")
     positions = np.cumsum([0] + [s.samples_per_record for s in header.signals])
     channels = []
     for i, s in keep:
