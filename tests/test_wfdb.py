@@ -476,7 +476,7 @@ def test_malformed_headers_say_what_is_wrong(header: bytes, match: str) -> None:
     assert e.value.code == "bad_wfdb_header"
 
 
-def test_reasons_never_quote_header_text(shared_ecg: Path) -> None:
+def test_reasons_never_quote_header_text() -> None:
     """Comments, descriptions and values carry patient data in real files: a reason names
     line numbers and fields, never their text."""
     bad_headers = [
