@@ -1,0 +1,323 @@
+"""Signal quality of model windows: which 10-s windows hold an ECG the model can score.
+
+Each window ``[T, C]`` (mV, after resampling to the model's rate) gets one :class:`Verdict`.
+A lead is checked on its own for faults of the recording chain, in this order:
+
+``out_of_range``  values no ECG in mV can take (beyond +/-300 mV, or swings beyond 20 mV
+                  from the lead's median): raw ADC counts, uV, or a wild artefact;
+``flat``          no variation at all (RMS below 10 uV): electrode off, lead not connected;
+``saturated``     plateaus at the window's extremes: the amplifier or ADC hit its rail, a
+                  long plateau or several clipped beats at the same level;
+``disconnected``  no content in the QRS band (5-30 Hz, mains notched): only mains hum or
+                  baseline drift, no cardiac activity.
+
+A window with any such lead is unusable: the model needs all of its leads (docs/quality.md
+measures what a flat V2 does to its output). The leads left are then checked together for
+QRS complexes (``noise``): the energy envelope of a Pan-Tompkins-style detector (band-pass,
+derivative, square, 120-ms moving average) peaks at each QRS complex, so its 98th
+percentile stands far above its median in at least one lead of any ECG, whatever the
+rhythm, while stationary noise of any colour gives a flat envelope. This is the kurtosis
+idea of kSQI (Li, Mark & Clifford, Physiol Meas 2008; Clifford et al., Physiol Meas 2012)
+applied to the QRS envelope, so that wide QRS, paced beats and tachycardia, whose kSQI
+falls to that of Gaussian noise, still pass. A dominant rhythm of 2.5-10 Hz (ventricular
+flutter or fibrillation has no QRS complexes) is never called noise. No rule looks at the
+rate or regularity of beats: arrhythmias are what the model must see.
+
+NumPy only (the Lambda has no SciPy); every step is vectorised over windows and leads.
+Thresholds and the measurements behind them: docs/quality.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# -- limits (docs/quality.md gives the measurements) ---------------------------------------
+MAX_ABS_MV = 300.0  # electrode offset an ECG amplifier must tolerate (IEC 60601-2-25)
+MAX_SWING_MV = 20.0  # 3x the largest QRS in PTB-XL; unit errors give 100s-1000s
+FLAT_RMS_MV = 0.01  # 10 uV RMS: below any real lead (PTB-XL minimum 33 uV)
+QRS_BAND_HZ = (5.0, 30.0)
+MIN_QRS_BAND_RMS_MV = 0.01  # RMS in the QRS band; PTB-XL minimum 0.026 mV
+MAINS_HZ = (50.0, 60.0)
+MAINS_HALF_WIDTH_HZ = 1.0
+ENVELOPE_BAND_HZ = (1.0, 40.0)
+ENVELOPE_SECONDS = 0.12  # Pan-Tompkins moving-window integration
+ENVELOPE_STEP_SECONDS = 0.02
+MIN_QRS_CONTRAST = 6.0  # envelope p98 / median; noise <= 4.1, real ECG >= 10
+RHYTHM_BAND_HZ = (2.5, 10.0)  # ventricular flutter / fibrillation
+RHYTHM_HALF_WIDTH_HZ = 1.0
+MIN_RHYTHM_SHARE = 0.5  # share of envelope-band power around a dominant 2.5-10 Hz peak
+# Saturation, relative to the lead's range in the window.
+RAIL_TOLERANCE = 1e-4  # a rail plateau stays this close to the extreme...
+RAIL_SECONDS = 0.1  # ...for this long
+CLIP_TOLERANCE = 0.03  # clipped beats ring within this of the clipping level (resampling)
+CLIP_SECONDS = 0.015  # for at least this long
+CLIP_FLANK_SECONDS = 0.01  # and fall this far outside the plateau...
+CLIP_FLANK_DROP = 0.15  # ...by at least this much of the range (a QRS, not a T wave)
+CLIP_MIN_BEATS = 3  # clipped beats at the same level
+
+# Faults of one lead, in order of precedence; the window's code is the first one found.
+_LEAD_FAULTS = ("out_of_range", "flat", "saturated", "disconnected")
+# (code, detail) -> (what one lead does, what several do, what to check)
+_WORDS = {
+    ("out_of_range", "abs"): (
+        f"holds values beyond +/-{MAX_ABS_MV:g} mV",
+        f"hold values beyond +/-{MAX_ABS_MV:g} mV",
+        "is the signal in mV, not raw ADC counts or uV?",
+    ),
+    ("out_of_range", "swing"): (
+        f"swings more than {MAX_SWING_MV:g} mV from its mean",
+        f"swing more than {MAX_SWING_MV:g} mV from their mean",
+        "is the signal in mV, not raw ADC counts or uV? are the electrodes attached?",
+    ),
+    ("flat", ""): ("is flat", "are flat", "electrode off or lead not connected?"),
+    ("saturated", ""): (
+        "is clipped at the recorder's limits",
+        "are clipped at the recorder's limits",
+        "check electrode contact and the recorder's input range",
+    ),
+    ("disconnected", "mains"): (
+        "carries only mains hum (50/60 Hz), no cardiac activity",
+        "carry only mains hum (50/60 Hz), no cardiac activity",
+        "electrode off or cable not connected?",
+    ),
+    ("disconnected", "drift"): (
+        "carries only baseline drift or low-level noise, no cardiac activity",
+        "carry only baseline drift or low-level noise, no cardiac activity",
+        "electrode off or cable not connected?",
+    ),
+    ("noise", ""): (
+        "holds noise with no detectable QRS complexes",
+        "hold noise with no detectable QRS complexes",
+        "check electrode contact and that the patient was still",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One fault found in one lead of a window."""
+
+    lead: str
+    code: str
+    detail: str = ""  # which variant of the fault (a key of _WORDS), never a sample value
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one window can be scored; if not, what is wrong and where."""
+
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+    @property
+    def code(self) -> str | None:
+        """The most serious fault (``None`` when usable): a short, stable category."""
+        return self.problems[0].code if self.problems else None
+
+    @property
+    def leads(self) -> tuple[str, ...]:
+        """The leads with that fault."""
+        return tuple(p.lead for p in self.problems if p.code == self.code)
+
+    @property
+    def reason(self) -> str:
+        """Every fault of the window in words, e.g. 'lead V2 is flat (electrode off ...?)'."""
+        return "; ".join(_describe(*group) for group in _grouped(self))
+
+
+def _grouped(verdict: Verdict) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(code, detail, leads) for each fault of the window, most serious first."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for p in verdict.problems:
+        groups.setdefault((p.code, p.detail), []).append(p.lead)
+    return [(code, detail, tuple(leads)) for (code, detail), leads in groups.items()]
+
+
+def _describe(code: str, detail: str, leads: Sequence[str], where: str = "") -> str:
+    one, several, check = _WORDS[code, detail]
+    if len(leads) == 1:
+        return f"lead {leads[0]} {one}{where} ({check})"
+    return f"leads {', '.join(leads)} {several}{where} ({check})"
+
+
+def summarise(verdicts: Sequence[Verdict], window_seconds: float) -> str:
+    """The REJECTED reason (code ``poor_signal_quality``) for a file with no usable window.
+
+    Names each fault, its leads and in how many windows, and what to check; quotes only the
+    limits, never a sample value. E.g. ``no usable 10-s window: lead V2 is flat in all 3
+    windows (electrode off or lead not connected?)``.
+    """
+    if not verdicts or any(v.usable for v in verdicts):
+        raise ValueError("summarise is for a file with windows, none of them usable")
+    counts = Counter(group for v in verdicts for group in _grouped(v))
+    n = len(verdicts)
+    parts = []
+    for (code, detail, leads), k in counts.most_common():
+        if n == 1:
+            where = ""
+        elif k == n:
+            where = f" in all {n} windows"
+        else:
+            where = f" in {k} of {n} windows"
+        parts.append(_describe(code, detail, leads, where))
+    return f"no usable {window_seconds:g}-s window: " + "; ".join(parts)
+
+
+# -- measurements --------------------------------------------------------------------------
+
+
+def _envelope(slope: np.ndarray, k: int, step: int) -> np.ndarray:
+    """Moving sum of ``slope**2`` over k samples, taken every ``step`` samples (it is smooth)."""
+    c = np.zeros((slope.shape[0], slope.shape[1] + 1))
+    np.cumsum(slope**2, axis=1, out=c[:, 1:])
+    ends = c[:, k::step]
+    return ends - c[:, : c.shape[1] - k : step][:, : ends.shape[1]]
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, start and length of every True run in a [M, T] mask."""
+    m, t = mask.shape
+    padded = np.zeros((m, t + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded.ravel())  # a run never spans rows: each row is padded
+    starts = np.flatnonzero(edges == 1)
+    lengths = np.flatnonzero(edges == -1) - starts
+    rows, starts = np.divmod(starts + 1, t + 2)
+    return rows, starts - 1, lengths
+
+
+def _saturated(x: np.ndarray, hi: np.ndarray, lo: np.ndarray, fs: float) -> np.ndarray:
+    """[M, T] -> [M] bool: a rail plateau, or several clipped beats at one level."""
+    m, t = x.shape
+    rail_len = max(2, round(RAIL_SECONDS * fs))
+    clip_len = max(2, round(CLIP_SECONDS * fs))
+    flank = max(1, round(CLIP_FLANK_SECONDS * fs))
+    out = np.zeros(m, dtype=bool)
+    tiny = np.finfo(np.float64).tiny
+    span = hi - lo
+    tolerance = CLIP_TOLERANCE * span
+    for sign, extreme in ((1.0, hi), (-1.0, lo)):
+        # Only rows with enough samples near the extreme can hold a plateau: most hold a few.
+        near_count = (sign * x >= (sign * extreme - tolerance)[:, None]).sum(axis=1)
+        maybe = np.flatnonzero(near_count >= min(rail_len, CLIP_MIN_BEATS * clip_len))
+        if maybe.size == 0:
+            continue
+        # depth: 0 at this extreme, 1 at the other one
+        depth = sign * (extreme[maybe, None] - x[maybe]) / np.maximum(span[maybe, None], tiny)
+        rows, starts, lengths = _runs(depth <= RAIL_TOLERANCE)
+        out[maybe[rows[lengths >= rail_len]]] = True
+        rows, starts, lengths = _runs(depth <= CLIP_TOLERANCE)
+        keep = (lengths >= clip_len) & (starts >= flank) & (starts + lengths + flank <= t)
+        rows, starts, lengths = rows[keep], starts[keep], lengths[keep]
+        before = depth[rows, starts - flank]
+        after = depth[rows, starts + lengths + flank - 1]
+        steep = (before >= CLIP_FLANK_DROP) & (after >= CLIP_FLANK_DROP)
+        out[maybe] |= np.bincount(rows[steep], minlength=maybe.size) >= CLIP_MIN_BEATS
+    return out
+
+
+def _quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Per-row quantiles (nearest rank) with one partial sort."""
+    t = x.shape[1]
+    ranks = [min(t - 1, round(q * (t - 1))) for q in qs]
+    part = np.partition(x, ranks, axis=1)
+    return [part[:, r] for r in ranks]
+
+
+def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict]:
+    """One verdict per window.
+
+    Parameters
+    ----------
+    windows
+        ``[N, T, C]`` finite values in mV at ``fs`` (what ``prepare`` gives: float32).
+    leads
+        The C lead names, in order; verdicts name the faulty ones.
+    fs
+        Sampling rate in Hz; at least 100 Hz, so the QRS band (up to 40 Hz) is kept.
+    """
+    if windows.ndim != 3 or windows.shape[2] != len(leads):
+        raise ValueError(f"windows must be [N, T, {len(leads)}], got {list(windows.shape)}")
+    n, t, c = windows.shape
+    if n == 0:
+        return []
+    tiny = np.finfo(np.float64).tiny
+    x = np.moveaxis(windows, 1, 2).reshape(n * c, t).astype(np.float64)  # [M, T], M = N*C
+
+    hi, lo = x.max(axis=1), x.min(axis=1)
+    mean = x.mean(axis=1)
+    centred = x - mean[:, None]
+    beyond_abs = np.maximum(hi, -lo) > MAX_ABS_MV
+    beyond_swing = np.maximum(hi - mean, mean - lo) > MAX_SWING_MV
+    flat = np.sqrt(np.mean(centred**2, axis=1)) < FLAT_RMS_MV
+    saturated = _saturated(x, hi, lo, fs)
+
+    freqs = np.fft.rfftfreq(t, 1.0 / fs)
+    spectrum = np.fft.rfft(centred, axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    mains = np.zeros(freqs.size, dtype=bool)
+    for f0 in MAINS_HZ:
+        mains |= np.abs(freqs - f0) <= MAINS_HALF_WIDTH_HZ
+    # Parseval: RMS of the QRS band without computing the band-passed signal.
+    qrs_band = (freqs >= QRS_BAND_HZ[0]) & (freqs <= QRS_BAND_HZ[1]) & ~mains
+    qrs_rms = np.sqrt(2.0 * power[:, qrs_band].sum(axis=1)) / t
+    disconnected = qrs_rms < MIN_QRS_BAND_RMS_MV
+    above_drift = freqs >= 0.5
+    mains_share = power[:, mains & above_drift].sum(axis=1) / np.maximum(
+        power[:, above_drift].sum(axis=1), tiny
+    )
+
+    faults = {
+        "out_of_range": beyond_abs | beyond_swing,
+        "flat": flat,
+        "saturated": saturated,
+        "disconnected": disconnected,
+    }
+    bad = np.zeros(n * c, dtype=bool)
+    problems: list[list[Problem]] = [[] for _ in range(n)]
+    for code in _LEAD_FAULTS:
+        hit = faults[code] & ~bad
+        for i in np.flatnonzero(hit):
+            detail = ""
+            if code == "out_of_range":
+                detail = "abs" if beyond_abs[i] else "swing"
+            elif code == "disconnected":
+                detail = "mains" if mains_share[i] > 0.5 else "drift"
+            problems[i // c].append(Problem(leads[i % c], code, detail))
+        bad |= hit
+
+    # QRS complexes, over the leads without a fault of their own.
+    env_band = (freqs >= ENVELOPE_BAND_HZ[0]) & (freqs <= ENVELOPE_BAND_HZ[1]) & ~mains
+    slope = np.fft.irfft(spectrum * (env_band * (2j * np.pi * freqs)), n=t, axis=1)
+    envelope = _envelope(
+        slope, max(1, round(ENVELOPE_SECONDS * fs)), max(1, round(ENVELOPE_STEP_SECONDS * fs))
+    )
+    mid, top = _quantiles(envelope, (0.5, 0.98))
+    contrast = top / np.maximum(mid, tiny)
+    # A dominant 2.5-10 Hz rhythm: the +/-1 Hz band around the strongest peak of the
+    # envelope band (power summed over sliding 2-Hz bands) holds most of its power.
+    env_power = np.where(env_band, power, 0.0)
+    half = max(1, round(RHYTHM_HALF_WIDTH_HZ * t / fs))
+    cum = np.cumsum(env_power, axis=1)
+    bands = cum[:, 2 * half :] - cum[:, : -2 * half]  # power in (f - 1 Hz, f + 1 Hz]
+    centre = freqs[half : half + bands.shape[1]]
+    strongest = np.argmax(bands, axis=1)
+    rhythmic = (
+        (centre[strongest] >= RHYTHM_BAND_HZ[0])
+        & (centre[strongest] <= RHYTHM_BAND_HZ[1])
+        & (bands[np.arange(n * c), strongest] >= MIN_RHYTHM_SHARE * np.maximum(cum[:, -1], tiny))
+    )
+    cardiac = ((contrast >= MIN_QRS_CONTRAST) | rhythmic) & ~bad
+    no_qrs = ~cardiac.reshape(n, c).any(axis=1)
+    for w in np.flatnonzero(no_qrs):
+        for j in range(c):
+            if not bad[w * c + j]:
+                problems[w].append(Problem(leads[j], "noise"))
+    return [Verdict(tuple(p)) for p in problems]
