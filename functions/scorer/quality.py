@@ -29,6 +29,7 @@ Thresholds and the measurements behind them: docs/quality.md.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ CLIP_SECONDS = 0.015  # for at least this long
 CLIP_FLANK_SECONDS = 0.01  # and fall this far outside the plateau...
 CLIP_FLANK_DROP = 0.15  # ...by at least this much of the range (a QRS, not a T wave)
 CLIP_MIN_BEATS = 3  # clipped beats at the same level
+
+_TINY = np.finfo(np.float64).tiny
 
 # Faults of one lead, in order of precedence; the window's code is the first one found.
 _LEAD_FAULTS = ("out_of_range", "flat", "saturated", "disconnected")
@@ -200,7 +203,6 @@ def _saturated(x: np.ndarray, hi: np.ndarray, lo: np.ndarray, fs: float) -> np.n
     clip_len = max(2, round(CLIP_SECONDS * fs))
     flank = max(1, round(CLIP_FLANK_SECONDS * fs))
     out = np.zeros(m, dtype=bool)
-    tiny = np.finfo(np.float64).tiny
     span = hi - lo
     tolerance = CLIP_TOLERANCE * span
     for sign, extreme in ((1.0, hi), (-1.0, lo)):
@@ -210,7 +212,7 @@ def _saturated(x: np.ndarray, hi: np.ndarray, lo: np.ndarray, fs: float) -> np.n
         if maybe.size == 0:
             continue
         # depth: 0 at this extreme, 1 at the other one
-        depth = sign * (extreme[maybe, None] - x[maybe]) / np.maximum(span[maybe, None], tiny)
+        depth = sign * (extreme[maybe, None] - x[maybe]) / np.maximum(span[maybe, None], _TINY)
         rows, starts, lengths = _runs(depth <= RAIL_TOLERANCE)
         out[maybe[rows[lengths >= rail_len]]] = True
         rows, starts, lengths = _runs(depth <= CLIP_TOLERANCE)
@@ -231,6 +233,47 @@ def _quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
     return [part[:, r] for r in ranks]
 
 
+@dataclass(frozen=True)
+class _Bands:
+    """Frequency masks of one window length and rate, made once (cached)."""
+
+    freqs: np.ndarray
+    sums: np.ndarray  # [F, 4] 0/1 weights: power @ sums -> the four band powers below
+    slope: np.ndarray  # envelope band with the derivative: spectrum * slope -> QRS slopes
+    envelope_band: np.ndarray  # bool [F]
+
+
+_QRS, _MAINS, _ABOVE_DRIFT, _ENVELOPE = range(4)
+
+
+@functools.lru_cache(maxsize=8)
+def _bands(t: int, fs: float) -> _Bands:
+    freqs = np.fft.rfftfreq(t, 1.0 / fs)
+    mains = np.zeros(freqs.size, dtype=bool)
+    for f0 in MAINS_HZ:
+        mains |= np.abs(freqs - f0) <= MAINS_HALF_WIDTH_HZ
+    above_drift = freqs >= 0.5
+    qrs = (freqs >= QRS_BAND_HZ[0]) & (freqs <= QRS_BAND_HZ[1]) & ~mains
+    envelope = (freqs >= ENVELOPE_BAND_HZ[0]) & (freqs <= ENVELOPE_BAND_HZ[1]) & ~mains
+    sums = np.stack([qrs, mains & above_drift, above_drift, envelope], axis=1).astype(float)
+    return _Bands(freqs, sums, envelope * (2j * np.pi * freqs), envelope)
+
+
+def _rhythmic(power: np.ndarray, bands: _Bands, fs: float) -> np.ndarray:
+    """[M, F] -> [M] bool: a dominant 2.5-10 Hz rhythm (ventricular flutter/fibrillation):
+    the +/-1 Hz band around the strongest peak of the envelope band holds most of its power."""
+    p = np.where(bands.envelope_band, power, 0.0)
+    half = max(1, round(RHYTHM_HALF_WIDTH_HZ / (bands.freqs[1] - bands.freqs[0])))
+    cum = np.cumsum(p, axis=1)
+    around = cum[:, 2 * half :] - cum[:, : -2 * half]  # power in (f - 1 Hz, f + 1 Hz]
+    centre = bands.freqs[half : half + around.shape[1]]
+    strongest = np.argmax(around, axis=1)
+    peak = centre[strongest]
+    share = around[np.arange(p.shape[0]), strongest] / np.maximum(cum[:, -1], _TINY)
+    in_band = (peak >= RHYTHM_BAND_HZ[0]) & (peak <= RHYTHM_BAND_HZ[1])
+    return in_band & (share >= MIN_RHYTHM_SHARE)
+
+
 def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict]:
     """One verdict per window.
 
@@ -248,7 +291,6 @@ def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict
     n, t, c = windows.shape
     if n == 0:
         return []
-    tiny = np.finfo(np.float64).tiny
     x = np.moveaxis(windows, 1, 2).reshape(n * c, t).astype(np.float64)  # [M, T], M = N*C
 
     hi, lo = x.max(axis=1), x.min(axis=1)
@@ -256,29 +298,22 @@ def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict
     centred = x - mean[:, None]
     beyond_abs = np.maximum(hi, -lo) > MAX_ABS_MV
     beyond_swing = np.maximum(hi - mean, mean - lo) > MAX_SWING_MV
-    flat = np.sqrt(np.mean(centred**2, axis=1)) < FLAT_RMS_MV
+    flat = np.einsum("ij,ij->i", centred, centred) < t * FLAT_RMS_MV**2
     saturated = _saturated(x, hi, lo, fs)
 
-    freqs = np.fft.rfftfreq(t, 1.0 / fs)
+    bands = _bands(t, float(fs))
     spectrum = np.fft.rfft(centred, axis=1)
     power = spectrum.real**2 + spectrum.imag**2
-    mains = np.zeros(freqs.size, dtype=bool)
-    for f0 in MAINS_HZ:
-        mains |= np.abs(freqs - f0) <= MAINS_HALF_WIDTH_HZ
-    # Parseval: RMS of the QRS band without computing the band-passed signal.
-    qrs_band = (freqs >= QRS_BAND_HZ[0]) & (freqs <= QRS_BAND_HZ[1]) & ~mains
-    qrs_rms = np.sqrt(2.0 * power[:, qrs_band].sum(axis=1)) / t
-    disconnected = qrs_rms < MIN_QRS_BAND_RMS_MV
-    above_drift = freqs >= 0.5
-    mains_share = power[:, mains & above_drift].sum(axis=1) / np.maximum(
-        power[:, above_drift].sum(axis=1), tiny
-    )
+    band_power = power @ bands.sums  # [M, 4]
+    # Parseval: the QRS band's RMS without computing the band-passed signal.
+    qrs_rms = np.sqrt(2.0 * band_power[:, _QRS]) / t
+    mains_share = band_power[:, _MAINS] / np.maximum(band_power[:, _ABOVE_DRIFT], _TINY)
 
     faults = {
         "out_of_range": beyond_abs | beyond_swing,
         "flat": flat,
         "saturated": saturated,
-        "disconnected": disconnected,
+        "disconnected": qrs_rms < MIN_QRS_BAND_RMS_MV,
     }
     bad = np.zeros(n * c, dtype=bool)
     problems: list[list[Problem]] = [[] for _ in range(n)]
@@ -294,27 +329,15 @@ def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict
         bad |= hit
 
     # QRS complexes, over the leads without a fault of their own.
-    env_band = (freqs >= ENVELOPE_BAND_HZ[0]) & (freqs <= ENVELOPE_BAND_HZ[1]) & ~mains
-    slope = np.fft.irfft(spectrum * (env_band * (2j * np.pi * freqs)), n=t, axis=1)
+    slope = np.fft.irfft(spectrum * bands.slope, n=t, axis=1)
     envelope = _envelope(
         slope, max(1, round(ENVELOPE_SECONDS * fs)), max(1, round(ENVELOPE_STEP_SECONDS * fs))
     )
     mid, top = _quantiles(envelope, (0.5, 0.98))
-    contrast = top / np.maximum(mid, tiny)
-    # A dominant 2.5-10 Hz rhythm: the +/-1 Hz band around the strongest peak of the
-    # envelope band (power summed over sliding 2-Hz bands) holds most of its power.
-    env_power = np.where(env_band, power, 0.0)
-    half = max(1, round(RHYTHM_HALF_WIDTH_HZ * t / fs))
-    cum = np.cumsum(env_power, axis=1)
-    bands = cum[:, 2 * half :] - cum[:, : -2 * half]  # power in (f - 1 Hz, f + 1 Hz]
-    centre = freqs[half : half + bands.shape[1]]
-    strongest = np.argmax(bands, axis=1)
-    rhythmic = (
-        (centre[strongest] >= RHYTHM_BAND_HZ[0])
-        & (centre[strongest] <= RHYTHM_BAND_HZ[1])
-        & (bands[np.arange(n * c), strongest] >= MIN_RHYTHM_SHARE * np.maximum(cum[:, -1], tiny))
-    )
-    cardiac = ((contrast >= MIN_QRS_CONTRAST) | rhythmic) & ~bad
+    cardiac = (top >= MIN_QRS_CONTRAST * mid) & ~bad
+    unsure = np.flatnonzero(~cardiac & ~bad)  # rare: only these need the rhythm check
+    if unsure.size:
+        cardiac[unsure] = _rhythmic(power[unsure], bands, fs)
     no_qrs = ~cardiac.reshape(n, c).any(axis=1)
     for w in np.flatnonzero(no_qrs):
         for j in range(c):
