@@ -45,20 +45,24 @@ MIN_QRS_BAND_RMS_MV = 0.01  # RMS in the QRS band; PTB-XL minimum 0.026 mV
 MAINS_HZ = (50.0, 60.0)
 MAINS_HALF_WIDTH_HZ = 1.0
 ENVELOPE_BAND_HZ = (1.0, 40.0)
-ENVELOPE_SECONDS = 0.12  # Pan-Tompkins moving-window integration
-ENVELOPE_STEP_SECONDS = 0.02
-MIN_QRS_CONTRAST = 6.0  # envelope p98 / median; noise <= 4.1, real ECG >= 10
+ENVELOPE_SECONDS = 0.08  # moving-window integration (Pan-Tompkins: about a QRS width)
+ENVELOPE_STEP_SECONDS = 0.02  # the envelope is smooth: every 4th sample at 200 Hz is enough
+ENVELOPE_EDGE_SECONDS = 0.2  # the FFT's wrap-around disturbs the envelope this near the ends
+# 98th / 25th percentile of the leads' mean envelope. Averaging k leads of noise narrows its
+# spread as 1/sqrt(k): the limit is 1 + MIN_QRS_CONTRAST_EXCESS / sqrt(k) (12, 8.8, 7.4).
+MIN_QRS_CONTRAST_EXCESS = 11.0
 RHYTHM_BAND_HZ = (2.5, 10.0)  # ventricular flutter / fibrillation
 RHYTHM_HALF_WIDTH_HZ = 1.0
 MIN_RHYTHM_SHARE = 0.5  # share of envelope-band power around a dominant 2.5-10 Hz peak
 # Saturation, relative to the lead's range in the window.
-RAIL_TOLERANCE = 1e-4  # a rail plateau stays this close to the extreme...
-RAIL_SECONDS = 0.1  # ...for this long
+RAIL_TOLERANCE = 1e-4  # a rail: consecutive samples this close...
+RAIL_SECONDS = 0.1  # ...for this long, near the extreme
 CLIP_TOLERANCE = 0.03  # clipped beats ring within this of the clipping level (resampling)
 CLIP_SECONDS = 0.015  # for at least this long
 CLIP_FLANK_SECONDS = 0.01  # and fall this far outside the plateau...
 CLIP_FLANK_DROP = 0.15  # ...by at least this much of the range (a QRS, not a T wave)
 CLIP_MIN_BEATS = 3  # clipped beats at the same level
+CLIP_OVERSHOOT_SHARE = 0.002  # the most extreme 0.2 % of samples may be ringing overshoot
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -197,31 +201,52 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _saturated(x: np.ndarray, hi: np.ndarray, lo: np.ndarray, fs: float) -> np.ndarray:
-    """[M, T] -> [M] bool: a rail plateau, or several clipped beats at one level."""
+    """[M, T] -> [M] bool: a rail plateau, or several clipped beats at one level.
+
+    Resampling smooths a clipped plateau's corners and rings around its level, so a
+    plateau is found near a robust extreme (the few most extreme samples may be ringing
+    overshoot), within CLIP_TOLERANCE of the range.
+    """
     m, t = x.shape
     rail_len = max(2, round(RAIL_SECONDS * fs))
     clip_len = max(2, round(CLIP_SECONDS * fs))
     flank = max(1, round(CLIP_FLANK_SECONDS * fs))
+    skip = min(t - 1, max(1, round(CLIP_OVERSHOOT_SHARE * t)))
     out = np.zeros(m, dtype=bool)
-    span = hi - lo
-    tolerance = CLIP_TOLERANCE * span
+    span = np.maximum(hi - lo, _TINY)
     for sign, extreme in ((1.0, hi), (-1.0, lo)):
         # Only rows with enough samples near the extreme can hold a plateau: most hold a few.
-        near_count = (sign * x >= (sign * extreme - tolerance)[:, None]).sum(axis=1)
-        maybe = np.flatnonzero(near_count >= min(rail_len, CLIP_MIN_BEATS * clip_len))
+        near = sign * x >= (sign * extreme - 2 * CLIP_TOLERANCE * span)[:, None]
+        maybe = np.flatnonzero(near.sum(axis=1) >= min(rail_len, CLIP_MIN_BEATS * clip_len))
         if maybe.size == 0:
             continue
-        # depth: 0 at this extreme, 1 at the other one
-        depth = sign * (extreme[maybe, None] - x[maybe]) / np.maximum(span[maybe, None], _TINY)
-        rows, starts, lengths = _runs(depth <= RAIL_TOLERANCE)
-        out[maybe[rows[lengths >= rail_len]]] = True
-        rows, starts, lengths = _runs(depth <= CLIP_TOLERANCE)
+        y = sign * x[maybe]
+        level = np.partition(y, t - 1 - skip, axis=1)[:, t - 1 - skip]
+        depth = (level[:, None] - y) / span[maybe, None]  # 0 at the level, 1 far below it
+        near = depth <= CLIP_TOLERANCE
+        # A rail: the value stands still for RAIL_SECONDS near the extreme.
+        still = np.abs(np.diff(y, axis=1)) <= RAIL_TOLERANCE * span[maybe, None]
+        rows, starts, lengths = _runs(still & near[:, 1:])
+        out[maybe[rows[lengths >= rail_len - 1]]] = True
+        # Clipped beats: plateaus left and entered steeply (a QRS complex, not a T wave or a
+        # baseline), and flat as no natural peak is: still, or ringing (resampling turns a
+        # clipped top into ripples, while a natural peak has one turning point).
+        rows, starts, lengths = _runs(near)
         keep = (lengths >= clip_len) & (starts >= flank) & (starts + lengths + flank <= t)
         rows, starts, lengths = rows[keep], starts[keep], lengths[keep]
+        ends = starts + lengths - 1
         before = depth[rows, starts - flank]
-        after = depth[rows, starts + lengths + flank - 1]
-        steep = (before >= CLIP_FLANK_DROP) & (after >= CLIP_FLANK_DROP)
-        out[maybe] |= np.bincount(rows[steep], minlength=maybe.size) >= CLIP_MIN_BEATS
+        after = depth[rows, ends + flank]
+        steep = np.minimum(before, after) >= CLIP_FLANK_DROP
+        step = np.diff(y, axis=1)
+        turns = np.zeros(y.shape)
+        turns[:, 1:-1] = (step[:, 1:] * step[:, :-1]) < 0  # a turning point at each sample
+        turns = np.cumsum(turns, axis=1)
+        ringing = turns[rows, ends - 1] - turns[rows, starts] >= 2
+        flat_top = np.cumsum(np.pad(still, ((0, 0), (1, 0))), axis=1)
+        flat_top = flat_top[rows, ends] - flat_top[rows, starts] >= clip_len - 1
+        clipped = steep & (ringing | flat_top)
+        out[maybe] |= np.bincount(rows[clipped], minlength=maybe.size) >= CLIP_MIN_BEATS
     return out
 
 
@@ -237,6 +262,7 @@ def _quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
 class _Bands:
     """Frequency masks of one window length and rate, made once (cached)."""
 
+    samples: int
     freqs: np.ndarray
     sums: np.ndarray  # [F, 4] 0/1 weights: power @ sums -> the four band powers below
     slope: np.ndarray  # envelope band with the derivative: spectrum * slope -> QRS slopes
@@ -256,10 +282,10 @@ def _bands(t: int, fs: float) -> _Bands:
     qrs = (freqs >= QRS_BAND_HZ[0]) & (freqs <= QRS_BAND_HZ[1]) & ~mains
     envelope = (freqs >= ENVELOPE_BAND_HZ[0]) & (freqs <= ENVELOPE_BAND_HZ[1]) & ~mains
     sums = np.stack([qrs, mains & above_drift, above_drift, envelope], axis=1).astype(float)
-    return _Bands(freqs, sums, envelope * (2j * np.pi * freqs), envelope)
+    return _Bands(t, freqs, sums, envelope * (2j * np.pi * freqs), envelope)
 
 
-def _rhythmic(power: np.ndarray, bands: _Bands, fs: float) -> np.ndarray:
+def _rhythmic(power: np.ndarray, bands: _Bands) -> np.ndarray:
     """[M, F] -> [M] bool: a dominant 2.5-10 Hz rhythm (ventricular flutter/fibrillation):
     the +/-1 Hz band around the strongest peak of the envelope band holds most of its power."""
     p = np.where(bands.envelope_band, power, 0.0)
@@ -302,45 +328,71 @@ def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict
     saturated = _saturated(x, hi, lo, fs)
 
     bands = _bands(t, float(fs))
-    spectrum = np.fft.rfft(centred, axis=1)
+    # A drifting baseline ends the window at another level than it starts: in the FFT's
+    # periodic extension that jump would leak into the QRS band. Remove the line through the
+    # means of the first and last 0.1 s (means, so that mains hum does not tilt it).
+    k = max(1, round(0.1 * fs))
+    rise = centred[:, -k:].mean(axis=1) - centred[:, :k].mean(axis=1)
+    detrended = centred - np.outer(rise, np.linspace(-0.5, 0.5, t))
+    spectrum = np.fft.rfft(detrended, axis=1)
     power = spectrum.real**2 + spectrum.imag**2
     band_power = power @ bands.sums  # [M, 4]
     # Parseval: the QRS band's RMS without computing the band-passed signal.
-    qrs_rms = np.sqrt(2.0 * band_power[:, _QRS]) / t
-    mains_share = band_power[:, _MAINS] / np.maximum(band_power[:, _ABOVE_DRIFT], _TINY)
+    quiet = np.sqrt(2.0 * band_power[:, _QRS]) / t < MIN_QRS_BAND_RMS_MV
+    if quiet.any():  # a 2.5-10 Hz rhythm (flutter, fibrillation) has little above 5 Hz
+        quiet[quiet] = ~_rhythmic(power[quiet], bands)
+    mains = band_power[:, _MAINS] > 0.5 * band_power[:, _ABOVE_DRIFT]
 
-    faults = {
-        "out_of_range": beyond_abs | beyond_swing,
-        "flat": flat,
-        "saturated": saturated,
-        "disconnected": qrs_rms < MIN_QRS_BAND_RMS_MV,
-    }
+    faults = (  # in order of precedence: each lead gets the first that applies
+        ("out_of_range", "abs", beyond_abs),
+        ("flat", "", flat),
+        ("saturated", "", saturated),
+        ("out_of_range", "swing", beyond_swing),
+        ("disconnected", "mains", quiet & mains),
+        ("disconnected", "drift", quiet),
+    )
     bad = np.zeros(n * c, dtype=bool)
     problems: list[list[Problem]] = [[] for _ in range(n)]
-    for code in _LEAD_FAULTS:
-        hit = faults[code] & ~bad
-        for i in np.flatnonzero(hit):
-            detail = ""
-            if code == "out_of_range":
-                detail = "abs" if beyond_abs[i] else "swing"
-            elif code == "disconnected":
-                detail = "mains" if mains_share[i] > 0.5 else "drift"
+    for code, detail, found in faults:
+        for i in np.flatnonzero(found & ~bad):
             problems[i // c].append(Problem(leads[i % c], code, detail))
-        bad |= hit
+        bad |= found
 
-    # QRS complexes, over the leads without a fault of their own.
+    # QRS complexes: only where every lead passed (a window with a bad lead is unusable).
+    clean = np.flatnonzero(~bad.reshape(n, c).any(axis=1))
+    if clean.size:
+        rows = (clean[:, None] * c + np.arange(c)).ravel()
+        no_qrs = ~_qrs_seen(spectrum[rows], power[rows], bands, c, fs)
+        for w in clean[no_qrs]:
+            problems[w] = [Problem(lead, "noise") for lead in leads]
+    return [Verdict(tuple(p)) for p in problems]
+
+
+def _qrs_seen(
+    spectrum: np.ndarray, power: np.ndarray, bands: _Bands, c: int, fs: float
+) -> np.ndarray:
+    """[W*C, F] spectra of W windows of C leads -> [W] bool: QRS complexes (or a
+    flutter/fibrillation rhythm) in the window.
+
+    Each lead's slope energy (Pan-Tompkins: band-pass, derivative, square, moving sum) is
+    divided by its median, and the leads' envelopes averaged: QRS complexes, simultaneous
+    in every lead, make its 98th percentile tower over its 25th; noise does not.
+    """
+    t = bands.samples
     slope = np.fft.irfft(spectrum * bands.slope, n=t, axis=1)
+    edge = round(ENVELOPE_EDGE_SECONDS * fs)
+    if t > 4 * edge:
+        slope = slope[:, edge:-edge]
     envelope = _envelope(
         slope, max(1, round(ENVELOPE_SECONDS * fs)), max(1, round(ENVELOPE_STEP_SECONDS * fs))
     )
-    mid, top = _quantiles(envelope, (0.5, 0.98))
-    cardiac = (top >= MIN_QRS_CONTRAST * mid) & ~bad
-    unsure = np.flatnonzero(~cardiac & ~bad)  # rare: only these need the rhythm check
-    if unsure.size:
-        cardiac[unsure] = _rhythmic(power[unsure], bands, fs)
-    no_qrs = ~cardiac.reshape(n, c).any(axis=1)
-    for w in np.flatnonzero(no_qrs):
-        for j in range(c):
-            if not bad[w * c + j]:
-                problems[w].append(Problem(leads[j], "noise"))
-    return [Verdict(tuple(p)) for p in problems]
+    (mid,) = _quantiles(envelope, (0.5,))
+    envelope /= np.maximum(mid, _TINY)[:, None]
+    combined = envelope.reshape(-1, c, envelope.shape[1]).mean(axis=1)
+    low, top = _quantiles(combined, (0.25, 0.98))
+    seen = top >= (1.0 + MIN_QRS_CONTRAST_EXCESS / np.sqrt(c)) * low
+    if not seen.all():  # rare: a dominant 2.5-10 Hz rhythm in any lead also counts
+        unsure = np.flatnonzero(~seen)
+        rows = (unsure[:, None] * c + np.arange(c)).ravel()
+        seen[unsure] = _rhythmic(power[rows], bands).reshape(-1, c).any(axis=1)
+    return seen
