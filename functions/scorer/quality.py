@@ -55,8 +55,10 @@ RHYTHM_BAND_HZ = (2.5, 10.0)  # ventricular flutter / fibrillation
 RHYTHM_HALF_WIDTH_HZ = 1.0
 MIN_RHYTHM_SHARE = 0.5  # share of envelope-band power around a dominant 2.5-10 Hz peak
 # Saturation, relative to the lead's range in the window.
-RAIL_TOLERANCE = 1e-4  # a rail: consecutive samples this close...
-RAIL_SECONDS = 0.1  # ...for this long, near the extreme
+RAIL_TOLERANCE = 1e-3  # a rail: samples near the extreme, within this (of the range)...
+RAIL_SECONDS = 0.5  # ...for this long (resampling ripples a rail by < 1e-3; a flat
+# isoelectric baseline of a real ECG stays that close for at most 0.33 s)
+STILL_TOLERANCE = 1e-6  # consecutive samples this close (of the range) stand still
 CLIP_TOLERANCE = 0.03  # clipped beats ring within this of the clipping level (resampling)
 CLIP_SECONDS = 0.015  # for at least this long
 CLIP_FLANK_SECONDS = 0.01  # and fall this far outside the plateau...
@@ -67,7 +69,7 @@ CLIP_OVERSHOOT_SHARE = 0.002  # the most extreme 0.2 % of samples may be ringing
 _TINY = np.finfo(np.float64).tiny
 
 # Faults of one lead, in order of precedence; the window's code is the first one found.
-_LEAD_FAULTS = ("out_of_range", "flat", "saturated", "disconnected")
+_LEAD_FAULTS = ("out_of_range", "flat", "disconnected", "saturated")
 # (code, detail) -> (what one lead does, what several do, what to check)
 _WORDS = {
     ("out_of_range", "abs"): (
@@ -203,9 +205,9 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _saturated(x: np.ndarray, hi: np.ndarray, lo: np.ndarray, fs: float) -> np.ndarray:
     """[M, T] -> [M] bool: a rail plateau, or several clipped beats at one level.
 
-    Resampling smooths a clipped plateau's corners and rings around its level, so a
-    plateau is found near a robust extreme (the few most extreme samples may be ringing
-    overshoot), within CLIP_TOLERANCE of the range.
+    Resampling smooths a clipped plateau's corners and rings around its level, so plateaus
+    are sought within CLIP_TOLERANCE (of the range) of a robust extreme: the few most
+    extreme samples may be ringing overshoot.
     """
     m, t = x.shape
     rail_len = max(2, round(RAIL_SECONDS * fs))
@@ -214,39 +216,47 @@ def _saturated(x: np.ndarray, hi: np.ndarray, lo: np.ndarray, fs: float) -> np.n
     skip = min(t - 1, max(1, round(CLIP_OVERSHOOT_SHARE * t)))
     out = np.zeros(m, dtype=bool)
     span = np.maximum(hi - lo, _TINY)
-    for sign, extreme in ((1.0, hi), (-1.0, lo)):
-        # Only rows with enough samples near the extreme can hold a plateau: most hold a few.
-        near = sign * x >= (sign * extreme - 2 * CLIP_TOLERANCE * span)[:, None]
-        maybe = np.flatnonzero(near.sum(axis=1) >= min(rail_len, CLIP_MIN_BEATS * clip_len))
-        if maybe.size == 0:
-            continue
-        y = sign * x[maybe]
-        level = np.partition(y, t - 1 - skip, axis=1)[:, t - 1 - skip]
-        depth = (level[:, None] - y) / span[maybe, None]  # 0 at the level, 1 far below it
-        near = depth <= CLIP_TOLERANCE
-        # A rail: the value stands still for RAIL_SECONDS near the extreme.
-        still = np.abs(np.diff(y, axis=1)) <= RAIL_TOLERANCE * span[maybe, None]
-        rows, starts, lengths = _runs(still & near[:, 1:])
-        out[maybe[rows[lengths >= rail_len - 1]]] = True
-        # Clipped beats: plateaus left and entered steeply (a QRS complex, not a T wave or a
-        # baseline), and flat as no natural peak is: still, or ringing (resampling turns a
-        # clipped top into ripples, while a natural peak has one turning point).
-        rows, starts, lengths = _runs(near)
-        keep = (lengths >= clip_len) & (starts >= flank) & (starts + lengths + flank <= t)
-        rows, starts, lengths = rows[keep], starts[keep], lengths[keep]
-        ends = starts + lengths - 1
-        before = depth[rows, starts - flank]
-        after = depth[rows, ends + flank]
-        steep = np.minimum(before, after) >= CLIP_FLANK_DROP
-        step = np.diff(y, axis=1)
-        turns = np.zeros(y.shape)
-        turns[:, 1:-1] = (step[:, 1:] * step[:, :-1]) < 0  # a turning point at each sample
-        turns = np.cumsum(turns, axis=1)
-        ringing = turns[rows, ends - 1] - turns[rows, starts] >= 2
-        flat_top = np.cumsum(np.pad(still, ((0, 0), (1, 0))), axis=1)
-        flat_top = flat_top[rows, ends] - flat_top[rows, starts] >= clip_len - 1
-        clipped = steep & (ringing | flat_top)
-        out[maybe] |= np.bincount(rows[clipped], minlength=maybe.size) >= CLIP_MIN_BEATS
+    # Rows that may hold a plateau at their top, then at their bottom (as a top of -x): most
+    # rows have only a few samples near an extreme.
+    loose = 3 * CLIP_TOLERANCE * span[:, None]  # the robust extreme may lie lower
+    enough = min(rail_len, CLIP_MIN_BEATS * clip_len)
+    top = np.flatnonzero((x >= hi[:, None] - loose).sum(axis=1) >= enough)
+    bottom = np.flatnonzero((x <= lo[:, None] + loose).sum(axis=1) >= enough)
+    which = np.concatenate((top, bottom))
+    if which.size == 0:
+        return out
+    y = np.concatenate((x[top], -x[bottom]))
+    level = np.partition(y, t - 1 - skip, axis=1)[:, t - 1 - skip]
+    scale = span[which, None]
+    near = y >= level[:, None] - CLIP_TOLERANCE * scale
+    step = np.diff(y, axis=1)
+    # still[:, i]: sample i equals sample i-1; turn[:, i]: sample i is a turning point.
+    still = np.zeros(y.shape, dtype=np.int32)
+    still[:, 1:] = np.abs(step) <= STILL_TOLERANCE * scale
+    turn = np.zeros(y.shape, dtype=np.int32)
+    turn[:, 1:-1] = (step[:, 1:] * step[:, :-1]) < 0
+    # A rail: RAIL_SECONDS within RAIL_TOLERANCE of the level most near-extreme samples
+    # share (the median of them: a rail holds most of them, whatever its ringing edges do).
+    rail = np.nanmedian(np.where(near, y, np.nan), axis=1)
+    rows, _, lengths = _runs(np.abs(y - rail[:, None]) <= RAIL_TOLERANCE * scale)
+    out[which[rows[lengths >= rail_len]]] = True
+    rows, starts, lengths = _runs(near)
+    # Clipped beats: plateaus left and entered steeply (a QRS complex, not a T wave or
+    # a baseline), and flat as no natural peak is: standing still, or ringing (a
+    # natural peak has one turning point).
+    keep = (lengths >= clip_len) & (starts >= flank) & (starts + lengths + flank <= t)
+    if not keep.any():
+        return out
+    rows, starts, ends = rows[keep], starts[keep], starts[keep] + lengths[keep] - 1
+    drop = CLIP_FLANK_DROP * scale[rows, 0]
+    ref = level[rows]
+    steep = (ref - y[rows, starts - flank] >= drop) & (ref - y[rows, ends + flank] >= drop)
+    np.cumsum(still, axis=1, out=still)
+    np.cumsum(turn, axis=1, out=turn)
+    flat_top = still[rows, ends] - still[rows, starts] >= clip_len - 1
+    ringing = turn[rows, ends - 1] - turn[rows, starts] >= 2
+    clipped = steep & (ringing | flat_top)
+    out[which[np.bincount(rows[clipped], minlength=which.size) >= CLIP_MIN_BEATS]] = True
     return out
 
 
@@ -346,10 +356,10 @@ def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict
     faults = (  # in order of precedence: each lead gets the first that applies
         ("out_of_range", "abs", beyond_abs),
         ("flat", "", flat),
-        ("saturated", "", saturated),
-        ("out_of_range", "swing", beyond_swing),
         ("disconnected", "mains", quiet & mains),
         ("disconnected", "drift", quiet),
+        ("saturated", "", saturated),  # after: a slow drift's crest also stands still
+        ("out_of_range", "swing", beyond_swing),
     )
     bad = np.zeros(n * c, dtype=bool)
     problems: list[list[Problem]] = [[] for _ in range(n)]
@@ -357,6 +367,9 @@ def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict
         for i in np.flatnonzero(found & ~bad):
             problems[i // c].append(Problem(leads[i % c], code, detail))
         bad |= found
+    order = {code: k for k, code in enumerate(_LEAD_FAULTS)}
+    for p in problems:  # most serious first, then in the window's lead order
+        p.sort(key=lambda q: (order[q.code], leads.index(q.lead)))
 
     # QRS complexes: only where every lead passed (a window with a bad lead is unusable).
     clean = np.flatnonzero(~bad.reshape(n, c).any(axis=1))
