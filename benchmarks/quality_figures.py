@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-
 from scorer import quality
 from scorer.prepare import rate_ratio, resample_poly
 
@@ -201,40 +200,41 @@ def detection_cases(
     def each(make: Callable[[], np.ndarray]) -> np.ndarray:
         return np.stack([np.column_stack([make() for _ in LEADS]) for _ in range(per_case)])
 
+    def gaussian(sd: float) -> Callable[[], np.ndarray]:
+        return lambda: rng.normal(0, sd, n)
+
+    def coloured_noise(sd: float, alpha: float) -> Callable[[], np.ndarray]:
+        return lambda: sd * coloured(n, alpha, rng)
+
     cases: dict[str, tuple[np.ndarray, str]] = {}
     for sd in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0):
-        cases[f"Gaussian noise, SD {sd:g} mV"] = (each(lambda s=sd: rng.normal(0, s, n)), "noise")
+        cases[f"Gaussian noise, SD {sd:g} mV"] = (each(gaussian(sd)), "noise")
     for name, alpha in (("pink", 1.0), ("brown", 2.0)):
         for sd in (0.1, 1.0):
-            cases[f"{name} noise, SD {sd:g} mV"] = (
-                each(lambda a=alpha, s=sd: s * coloured(n, a, rng)),
-                "noise",
-            )
+            cases[f"{name} noise, SD {sd:g} mV"] = (each(coloured_noise(sd, alpha)), "noise")
     for hz in (50, 60):
         for amp in (0.05, 0.5):
+            hum = [amp * np.sin(2 * np.pi * hz * t + rng.uniform(0, 6.3)) for _ in range(per_case)]
             cases[f"{hz} Hz mains only, {amp:g} mV"] = (
-                each(
-                    lambda f=hz, a=amp: (
-                        a * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
-                        + rng.normal(0, 0.005, n)
-                    )
-                ),  # fmt: skip
+                np.stack([np.column_stack([h + rng.normal(0, 0.005, n)] * 3) for h in hum]),
                 "disconnected",
             )
-    cases["baseline drift only (0.05-0.5 Hz, 1 mV)"] = (
-        each(
-            lambda: sum(
+
+    def drift() -> np.ndarray:
+        return sum(
+            (
                 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * t + rng.uniform(0, 6.3))
                 for _ in range(2)
-            )
-        ),  # fmt: skip
-        "disconnected",
-    )
+            ),
+            np.zeros(n),
+        )
+
+    cases["baseline drift only (0.05-0.5 Hz, 1 mV)"] = (each(drift), "disconnected")
     cases["steps only (0.2-2 mV jumps)"] = (each(lambda: steps(n, rng)), "disconnected")
     cases["flat: zeros"] = (np.zeros((per_case, n, 3)), "flat")
     cases["flat: constant 0.3 mV"] = (np.full((per_case, n, 3), 0.3), "flat")
     for sd in (0.002, 0.005):
-        cases[f"flat + noise SD {sd * 1e3:g} uV"] = (each(lambda s=sd: rng.normal(0, s, n)), "flat")
+        cases[f"flat + noise SD {sd * 1e3:g} uV"] = (each(gaussian(sd)), "flat")
     cases["+/-32767 (int16 rails read as mV)"] = (
         each(lambda: INT16_RAIL * rng.choice((-1.0, 1.0), n)),
         "out_of_range",
@@ -262,21 +262,14 @@ def detection_cases(
     one = real.copy()
     one[:, n // 2 :, :] += 1.0
     cases["real ECG + one 1-mV step"] = (one, "usable")
-    vf = np.stack(
-        [
-            np.column_stack(
-                [
-                    rng.uniform(0.3, 1.0)
-                    * (1 + 0.3 * np.sin(2 * np.pi * 0.3 * t))
-                    * np.sin(2 * np.pi * np.cumsum(rng.uniform(3.5, 7.0) + 0.3
-                                                   * np.sin(2 * np.pi * 0.2 * t)) / DEVICE_FS)
-                    + rng.normal(0, 0.02, n)
-                    for _ in LEADS
-                ]
-            )
-            for _ in range(per_case)
-        ]
-    )  # fmt: skip
+
+    def fibrillation() -> np.ndarray:
+        wander = rng.uniform(3.5, 7.0) + 0.3 * np.sin(2 * np.pi * 0.2 * t)
+        envelope = rng.uniform(0.3, 1.0) * (1 + 0.3 * np.sin(2 * np.pi * 0.3 * t))
+        phase = 2 * np.pi * np.cumsum(wander) / DEVICE_FS
+        return envelope * np.sin(phase) + rng.normal(0, 0.02, n)
+
+    vf = each(fibrillation)
     cases["ventricular-fibrillation-like 3.5-7 Hz waves"] = (vf, "usable")
     return cases
 
@@ -292,8 +285,8 @@ def report_detection(raw: list[np.ndarray], per_case: int) -> None:
         print(f"| {name} | {expected} | {pct(sum(not x.usable for x in v), len(v))} | {codes(v)} |")
     motion, fs = read_wfdb(SHARED / "ecg" / "wfdb" / "test01_00s")
     v = quality.assess(cut(to_model_rate(motion, fs)), ["ECG 1", "ECG 2", "ECG 3", "ECG 4"], FS)
-    print(f"| electrode motion, test01_00s (real, 8 s) | - | {pct(sum(not x.usable for x in v), 1)} "
-          f"| {codes(v)} |")  # fmt: skip
+    rejected = pct(sum(not x.usable for x in v), 1)
+    print(f"| electrode motion, test01_00s (real, 8 s) | - | {rejected} | {codes(v)} |")
 
 
 def report_added_noise(raw: list[np.ndarray]) -> None:
@@ -328,20 +321,27 @@ def report_model(model_dir: Path, rows: list[dict[str, str]], windows: np.ndarra
     print(f"\n### Normal ECGs flagged anomalous by the model in {model_dir}\n")
     print(f"| change | PTB-XL NORM ({len(norm)}) | synthetic normal ({len(synth)}) |")
     print("|---|---|---|")
+
+    def replaced(lead: int | None, make: Callable[[tuple[int, ...]], np.ndarray]) -> Callable:
+        def change(w: np.ndarray) -> None:
+            if lead is None:
+                w[...] = make(w.shape)
+            else:
+                w[:, :, lead] = make(w.shape[:2])
+
+        return change
+
     changes: list[tuple[str, Callable[[np.ndarray], None]]] = [("none", lambda w: None)]
     for name, j in (("V2", 2), ("I", 0)):
         changes += [
-            (f"lead {name} flat (zeros)", lambda w, j=j: w.__setitem__((slice(None), slice(None), j), 0.0)),
+            (f"lead {name} flat (zeros)", replaced(j, np.zeros)),
             (f"lead {name} mains only (0.3 mV)",
-             lambda w, j=j: w.__setitem__((slice(None), slice(None), j), 0.3 * np.sin(2 * np.pi * 50 * t))),
+             replaced(j, lambda shape: np.broadcast_to(0.3 * np.sin(2 * np.pi * 50 * t), shape))),
             (f"lead {name} Gaussian noise 0.2 mV",
-             lambda w, j=j: w.__setitem__((slice(None), slice(None), j), rng.normal(0, 0.2, w.shape[:2]))),
+             replaced(j, lambda shape: rng.normal(0, 0.2, shape))),
         ]  # fmt: skip
     changes.append(
-        (
-            "all leads Gaussian noise 0.2 mV",
-            lambda w: w.__setitem__(..., rng.normal(0, 0.2, w.shape)),
-        )
+        ("all leads Gaussian noise 0.2 mV", replaced(None, lambda shape: rng.normal(0, 0.2, shape)))
     )
     for label, change in changes:
         a, b = norm.copy(), synth.copy()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scorer import quality
 from scorer.prepare import rate_ratio, resample_poly
 
