@@ -289,6 +289,24 @@ def report_detection(raw: list[np.ndarray], per_case: int) -> None:
     print(f"| electrode motion, test01_00s (real, 8 s) | - | {rejected} | {codes(v)} |")
 
 
+def report_clipping(raw: list[np.ndarray]) -> None:
+    print("\n### PTB-XL clipped at a level, by how much of the most clipped lead is cut\n")
+    print("| clipped at | share of that lead's samples cut | windows rejected (saturated) |")
+    print("|---|---|---|")
+    n = int(10 * DEVICE_FS)
+    for level in (1.0, 0.5):
+        cut_share = np.array([(np.abs(x[:n]) >= level).mean(axis=0).max() for x in raw])
+        w = np.concatenate([cut(to_model_rate(np.clip(x[:n], -level, level), DEVICE_FS))
+                            for x in raw])  # fmt: skip
+        hit = np.array([v.code == "saturated" for v in quality.assess(w, LEADS, FS)])
+        for lo, hi in ((0.0, 0.005), (0.005, 0.02), (0.02, 0.05), (0.05, 1.01)):
+            chosen = (cut_share >= lo) & (cut_share < hi)
+            share = f"{100 * lo:g}-{min(100.0, 100 * hi):g} %"
+            print(
+                f"| +/-{level:g} mV | {share} | {pct(int(hit[chosen].sum()), int(chosen.sum()))} |"
+            )
+
+
 def report_added_noise(raw: list[np.ndarray]) -> None:
     print("\n### PTB-XL windows with Gaussian noise added to all three leads\n")
     print("| added noise SD | windows rejected |")
@@ -362,6 +380,7 @@ def main() -> None:
     report_other()
     report_synthetic(per_kind=200)
     report_detection(raw, args.per_case)
+    report_clipping(raw)
     report_added_noise(raw)
     if args.model_dir:
         report_model(args.model_dir, rows, windows)

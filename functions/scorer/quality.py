@@ -1,27 +1,29 @@
 """Signal quality of model windows: which 10-s windows hold an ECG the model can score.
 
 Each window ``[T, C]`` (mV, after resampling to the model's rate) gets one :class:`Verdict`.
-A lead is checked on its own for faults of the recording chain, in this order:
+Each lead is first checked for faults of the recording chain; a lead gets the first that
+applies, in this order:
 
-``out_of_range``  values no ECG in mV can take (beyond +/-300 mV, or swings beyond 20 mV
-                  from the lead's median): raw ADC counts, uV, or a wild artefact;
-``flat``          no variation at all (RMS below 10 uV): electrode off, lead not connected;
-``saturated``     plateaus at the window's extremes: the amplifier or ADC hit its rail, a
-                  long plateau or several clipped beats at the same level;
-``disconnected``  no content in the QRS band (5-30 Hz, mains notched): only mains hum or
-                  baseline drift, no cardiac activity.
+``out_of_range``  values beyond +/-300 mV (no ECG amplifier passes that offset: raw ADC
+                  counts or uV), or, after the checks below, swings beyond 20 mV from the
+                  lead's mean;
+``flat``          no variation (RMS below 10 uV): electrode off, lead not connected;
+``disconnected``  nothing in the QRS band (5-30 Hz, mains notched): only mains hum or
+                  baseline drift, no cardiac activity;
+``saturated``     the amplifier or ADC hit its limit: half a second at one level near the
+                  window's extreme, or three beats clipped flat there.
 
 A window with any such lead is unusable: the model needs all of its leads (docs/quality.md
-measures what a flat V2 does to its output). The leads left are then checked together for
-QRS complexes (``noise``): the energy envelope of a Pan-Tompkins-style detector (band-pass,
-derivative, square, 120-ms moving average) peaks at each QRS complex, so its 98th
-percentile stands far above its median in at least one lead of any ECG, whatever the
-rhythm, while stationary noise of any colour gives a flat envelope. This is the kurtosis
-idea of kSQI (Li, Mark & Clifford, Physiol Meas 2008; Clifford et al., Physiol Meas 2012)
-applied to the QRS envelope, so that wide QRS, paced beats and tachycardia, whose kSQI
-falls to that of Gaussian noise, still pass. A dominant rhythm of 2.5-10 Hz (ventricular
-flutter or fibrillation has no QRS complexes) is never called noise. No rule looks at the
-rate or regularity of beats: arrhythmias are what the model must see.
+measures what a flat V2 does to its output). A window whose leads all pass is then checked
+for QRS complexes (``noise``): each lead's slope energy (Pan-Tompkins: band-pass,
+derivative, square, moving sum) is divided by its median and the leads averaged; QRS
+complexes, simultaneous in every lead, make the 98th percentile of that envelope tower over
+its 25th, whatever the rhythm, while noise of any colour keeps it flat. This is the idea of
+kSQI (kurtosis; Li, Mark & Clifford, Physiol Meas 2008; Clifford et al., Physiol Meas 2012)
+applied to the QRS envelope: the raw signal's kurtosis falls to that of Gaussian noise for
+wide QRS, paced beats and tachycardia. A dominant 2.5-10 Hz rhythm (ventricular flutter or
+fibrillation has no QRS complexes) is never called noise. No rule looks at the rate or
+regularity of beats: arrhythmias are what the model must see.
 
 NumPy only (the Lambda has no SciPy); every step is vectorised over windows and leads.
 Thresholds and the measurements behind them: docs/quality.md.
@@ -227,35 +229,32 @@ def _saturated(x: np.ndarray, hi: np.ndarray, lo: np.ndarray, fs: float) -> np.n
         return out
     y = np.concatenate((x[top], -x[bottom]))
     level = np.partition(y, t - 1 - skip, axis=1)[:, t - 1 - skip]
-    scale = span[which, None]
-    near = y >= level[:, None] - CLIP_TOLERANCE * scale
-    step = np.diff(y, axis=1)
-    # still[:, i]: sample i equals sample i-1; turn[:, i]: sample i is a turning point.
-    still = np.zeros(y.shape, dtype=np.int32)
-    still[:, 1:] = np.abs(step) <= STILL_TOLERANCE * scale
-    turn = np.zeros(y.shape, dtype=np.int32)
-    turn[:, 1:-1] = (step[:, 1:] * step[:, :-1]) < 0
+    scale = span[which]
+    near = y >= (level - CLIP_TOLERANCE * scale)[:, None]
+    count = near.sum(axis=1)
     # A rail: RAIL_SECONDS within RAIL_TOLERANCE of the level most near-extreme samples
     # share (the median of them: a rail holds most of them, whatever its ringing edges do).
-    rail = np.nanmedian(np.where(near, y, np.nan), axis=1)
-    rows, _, lengths = _runs(np.abs(y - rail[:, None]) <= RAIL_TOLERANCE * scale)
-    out[which[rows[lengths >= rail_len]]] = True
+    for r in np.flatnonzero(count >= rail_len):  # rare: a long stretch near the extreme
+        rail = np.partition(y[r], t - 1 - count[r] // 2)[t - 1 - count[r] // 2]
+        _, _, lengths = _runs(np.abs(y[r : r + 1] - rail) <= RAIL_TOLERANCE * scale[r])
+        out[which[r]] |= bool((lengths >= rail_len).any())
+    # Clipped beats: plateaus left and entered steeply (a QRS complex, not a T wave or a
+    # baseline), and flat as no natural peak is: standing still, or ringing (a natural
+    # peak has one turning point).
     rows, starts, lengths = _runs(near)
-    # Clipped beats: plateaus left and entered steeply (a QRS complex, not a T wave or
-    # a baseline), and flat as no natural peak is: standing still, or ringing (a
-    # natural peak has one turning point).
     keep = (lengths >= clip_len) & (starts >= flank) & (starts + lengths + flank <= t)
-    if not keep.any():
-        return out
     rows, starts, ends = rows[keep], starts[keep], starts[keep] + lengths[keep] - 1
-    drop = CLIP_FLANK_DROP * scale[rows, 0]
-    ref = level[rows]
-    steep = (ref - y[rows, starts - flank] >= drop) & (ref - y[rows, ends + flank] >= drop)
-    np.cumsum(still, axis=1, out=still)
-    np.cumsum(turn, axis=1, out=turn)
-    flat_top = still[rows, ends] - still[rows, starts] >= clip_len - 1
-    ringing = turn[rows, ends - 1] - turn[rows, starts] >= 2
-    clipped = steep & (ringing | flat_top)
+    drop = level[rows] - CLIP_FLANK_DROP * scale[rows]
+    steep = (y[rows, starts - flank] <= drop) & (y[rows, ends + flank] <= drop)
+    rows, starts, ends = rows[steep], starts[steep], ends[steep]
+    if rows.size == 0:
+        return out
+    # The few steep plateaus left: standing still (its first samples), or ringing?
+    first = y[rows[:, None], starts[:, None] + np.arange(clip_len)]
+    flat_top = (np.abs(np.diff(first, axis=1)) <= STILL_TOLERANCE * scale[rows, None]).all(1)
+    tops = [y[r, s : e + 1] for r, s, e in zip(rows, starts, ends, strict=True)]
+    ringing = np.array([np.count_nonzero(np.diff(np.sign(np.diff(w)))) >= 2 for w in tops])
+    clipped = flat_top | ringing
     out[which[np.bincount(rows[clipped], minlength=which.size) >= CLIP_MIN_BEATS]] = True
     return out
 
