@@ -4,6 +4,7 @@ synthetic ECGs of every kind, arrhythmias included, are scored."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import types
 from pathlib import Path
@@ -26,11 +27,21 @@ def at_model_rate(x: np.ndarray, fs: float) -> np.ndarray:
     return y[: n * 2000].reshape(n, 2000, x.shape[1]).astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def synthetic() -> types.ModuleType:
+    """model_code/synthetic.py alone (numpy only): the model_code fixture would import torch."""
+    path = Path(__file__).resolve().parent.parent / "model_code" / "synthetic.py"
+    spec = importlib.util.spec_from_file_location("synthetic_ecgs", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
-def ecg(model_code: types.SimpleNamespace) -> np.ndarray:
+def ecg(synthetic: types.ModuleType) -> np.ndarray:
     """Four 10-s synthetic sinus-rhythm windows, leads I, II, V2, at the model's rate."""
-    synthesize_batch = model_code.synthetic.synthesize_batch
-    return synthesize_batch(["normal"] * 4, 10.0, FS, LEADS, np.random.default_rng(4))
+    return synthetic.synthesize_batch(["normal"] * 4, 10.0, FS, LEADS, np.random.default_rng(4))
 
 
 def only(verdicts: list[quality.Verdict]) -> set[tuple[str | None, tuple[str, ...]]]:
@@ -81,10 +92,10 @@ def test_an_ecg_in_microvolts_is_out_of_range(ecg: np.ndarray) -> None:
     assert only(quality.assess(ecg * 1000, LEADS, FS)) == {("out_of_range", LEADS)}
 
 
-def test_an_ecg_driven_into_the_adc_rails_is_saturated(model_code: types.SimpleNamespace) -> None:
+def test_an_ecg_driven_into_the_adc_rails_is_saturated(synthetic: types.ModuleType) -> None:
     """A 40-mV electrode-motion swing pins a 16-bit recorder (1000 counts/mV) at its rails."""
     fs = 500.0
-    x = model_code.synthetic.synthesize("normal", 20.0, fs, LEADS, np.random.default_rng(5))
+    x = synthetic.synthesize("normal", 20.0, fs, LEADS, np.random.default_rng(5))
     swing = 40.0 * np.sin(2 * np.pi * 0.15 * np.arange(x.shape[0]) / fs)[:, None]
     counts = np.clip(np.round((x + swing) * 1000), -32767, 32767)
     verdicts = quality.assess(at_model_rate(counts / 1000, fs), LEADS, FS)
@@ -92,26 +103,22 @@ def test_an_ecg_driven_into_the_adc_rails_is_saturated(model_code: types.SimpleN
     assert "clipped at the recorder's limits" in verdicts[0].reason
 
 
-def test_clipped_qrs_complexes_are_saturated(model_code: types.SimpleNamespace) -> None:
+def test_clipped_qrs_complexes_are_saturated(synthetic: types.ModuleType) -> None:
     """R waves cut flat by a recorder's range, recorded at 500 Hz and resampled."""
     fs = 500.0
-    x = model_code.synthetic.synthesize("normal", 10.0, fs, ["II"], np.random.default_rng(6))
+    x = synthetic.synthesize("normal", 10.0, fs, ["II"], np.random.default_rng(6))
     level = 0.5 * x.max()
     lead = np.clip(x, None, level)
-    ecg = model_code.synthetic.synthesize("normal", 10.0, fs, LEADS, np.random.default_rng(7))
+    ecg = synthetic.synthesize("normal", 10.0, fs, LEADS, np.random.default_rng(7))
     ecg[:, 1] = lead[:, 0]
     assert only(quality.assess(at_model_rate(ecg, fs), LEADS, FS)) == {("saturated", ("II",))}
 
 
 @pytest.mark.parametrize("kind", ["normal", "af", "pvc", "wide_qrs", "st_elevation",
                                   "st_depression", "bradycardia", "tachycardia"])  # fmt: skip
-def test_synthetic_ecgs_of_every_kind_are_usable(
-    kind: str, model_code: types.SimpleNamespace
-) -> None:
-    assert kind in model_code.synthetic.KINDS
-    windows = model_code.synthetic.synthesize_batch(
-        [kind] * 30, 10.0, FS, LEADS, np.random.default_rng(8)
-    )
+def test_synthetic_ecgs_of_every_kind_are_usable(kind: str, synthetic: types.ModuleType) -> None:
+    assert kind in synthetic.KINDS
+    windows = synthetic.synthesize_batch([kind] * 30, 10.0, FS, LEADS, np.random.default_rng(8))
     assert only(quality.assess(windows, LEADS, FS)) == {(None, ())}
 
 
