@@ -196,3 +196,11 @@ def test_summarise_refuses_a_file_with_a_usable_window(ecg: np.ndarray) -> None:
 def test_wrong_shape_is_refused() -> None:
     with pytest.raises(ValueError, match=r"\[N, T, 3\]"):
         quality.assess(np.zeros((2000, 3), dtype=np.float32), LEADS, FS)
+
+
+def test_a_slow_wave_without_qrs_is_disconnected_in_every_lead() -> None:
+    """Whatever its phase at the window's ends, a 1.2-Hz wave has no QRS complexes."""
+    t = np.arange(2000) / FS
+    waves = [0.5 * np.sin(2 * np.pi * 1.2 * t + k) + 2.0 * k for k in range(3)]
+    windows = np.stack(waves, axis=1)[None].astype(np.float32)
+    assert only(quality.assess(windows, LEADS, FS)) == {("disconnected", LEADS)}

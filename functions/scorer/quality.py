@@ -272,6 +272,7 @@ class _Bands:
     """Frequency masks of one window length and rate, made once (cached)."""
 
     samples: int
+    taper: np.ndarray  # [T] 1 inside, cosine ramps of ENVELOPE_EDGE_SECONDS at both ends
     freqs: np.ndarray
     sums: np.ndarray  # [F, 4] 0/1 weights: power @ sums -> the four band powers below
     slope: np.ndarray  # envelope band with the derivative: spectrum * slope -> QRS slopes
@@ -291,7 +292,12 @@ def _bands(t: int, fs: float) -> _Bands:
     qrs = (freqs >= QRS_BAND_HZ[0]) & (freqs <= QRS_BAND_HZ[1]) & ~mains
     envelope = (freqs >= ENVELOPE_BAND_HZ[0]) & (freqs <= ENVELOPE_BAND_HZ[1]) & ~mains
     sums = np.stack([qrs, mains & above_drift, above_drift, envelope], axis=1).astype(float)
-    return _Bands(t, freqs, sums, envelope * (2j * np.pi * freqs), envelope)
+    taper = np.ones(t)
+    ramp = min(t // 4, round(ENVELOPE_EDGE_SECONDS * fs))
+    if ramp > 1:
+        half = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+        taper[:ramp], taper[t - ramp :] = half, half[::-1]
+    return _Bands(t, taper, freqs, sums, envelope * (2j * np.pi * freqs), envelope)
 
 
 def _rhythmic(power: np.ndarray, bands: _Bands) -> np.ndarray:
@@ -338,12 +344,9 @@ def assess(windows: np.ndarray, leads: Sequence[str], fs: float) -> list[Verdict
 
     bands = _bands(t, float(fs))
     # A drifting baseline ends the window at another level than it starts: in the FFT's
-    # periodic extension that jump would leak into the QRS band. Remove the line through the
-    # means of the first and last 0.1 s (means, so that mains hum does not tilt it).
-    k = max(1, round(0.1 * fs))
-    rise = centred[:, -k:].mean(axis=1) - centred[:, :k].mean(axis=1)
-    detrended = centred - np.outer(rise, np.linspace(-0.5, 0.5, t))
-    spectrum = np.fft.rfft(detrended, axis=1)
+    # periodic extension that jump would leak into the QRS band. Cosine ramps at both ends
+    # (ENVELOPE_EDGE_SECONDS, where the envelope is not used anyway) remove the jump.
+    spectrum = np.fft.rfft(centred * bands.taper, axis=1)
     power = spectrum.real**2 + spectrum.imag**2
     band_power = power @ bands.sums  # [M, 4]
     # Parseval: the QRS band's RMS without computing the band-passed signal.
