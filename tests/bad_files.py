@@ -106,8 +106,8 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
         BadFile(
             "flat.json",
             json.dumps({"signals": [[0.0, 0.0, 0.0]] * 2400, "fs": 200}).encode(),
-            "flat_line",
-            "flat",
+            "poor_signal_quality",
+            "are flat",
         ),
         BadFile(
             "bad_rate.json",
@@ -129,10 +129,10 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
         ),
         BadFile("ragged.csv", ("\n".join(ragged_csv) + "\n").encode(), "csv_ragged", "line 10"),
         BadFile(
-            "missing_leads.csv", _csv("time_s,III,aVR,V5\n", timed), "missing_leads", "leads needed"
+            "missing_leads.csv", _csv("time_s,III,aVR,V5\n", timed), "missing_leads", "model needs"
         ),
         BadFile("no_rate.csv", _csv("I,II,V2\n", good), "no_rate", "sampling rate"),
-        BadFile("long_gap.csv", gap_csv.encode(), "long_gap", "gap of 1.50 s"),
+        BadFile("long_gap.csv", gap_csv.encode(), "poor_signal_quality", "gap of missing samples"),
         BadFile("uneven_time.csv", _csv("time_s,I,II,V2\n", jitter), "bad_time", "evenly"),
         BadFile(
             "inf.csv",

@@ -181,17 +181,34 @@ def ecg_like(
     fs: float,
     leads: tuple[str, ...] = ("I", "II", "V2"),
     levels: list[float] | None = None,
+    qrs: float = 1.5,
 ) -> np.ndarray:
     """[T, C] mV: a 1.2 Hz wave (whole periods in every 10-s window, so its median is 0)
-    on a baseline that steps every 10 s through ``levels`` in lead I. Other leads sit
-    higher (II +2, V2 +3, others +4) so a lead mix-up shows in the fake model's answer."""
+    with a QRS-like spike per beat, on a baseline that steps every 10 s through ``levels``
+    in lead I. Other leads sit higher (II +2, V2 +3, others +4) so a lead mix-up shows in the
+    fake model's answer.
+
+    The spikes (20 ms down then 20 ms up, at each downward zero crossing of the wave) give
+    the windows the QRS complexes signal quality looks for; the down half takes samples that
+    were above the median and the up half as many that were below, so a window's median
+    stays its level."""
     t = np.arange(round(seconds * fs)) / fs
     levels = levels or [0.25]
     base = np.asarray(levels)[np.minimum((t // 10).astype(int), len(levels) - 1)]
     offsets = {"i": 0.0, "ii": 2.0, "v2": 3.0}
+    wave = np.sin(2 * np.pi * 1.2 * t)
+    down = np.flatnonzero((wave[:-1] > 0) & (wave[1:] <= 0)) + 1
+    n = max(1, round(0.02 * fs))
+    beat = np.zeros_like(t)
+    for j in down[(down >= n) & (down + n <= t.size)]:
+        beat[j - n : j], beat[j : j + n] = -qrs, qrs
+    phases = {"i": 0.0, "ii": 1.0, "v2": 2.0}  # by name: lead I's wave is always `wave`
     columns = [
-        0.5 * np.sin(2 * np.pi * 1.2 * t + k) + base + offsets.get(name.lower(), 4.0)
-        for k, name in enumerate(leads)
+        0.5 * np.sin(2 * np.pi * 1.2 * t + phases.get(name.lower(), 3.0))
+        + beat
+        + base
+        + offsets.get(name.lower(), 4.0)
+        for name in leads
     ]
     return np.stack(columns, axis=1)
 
@@ -283,3 +300,22 @@ def npz_bytes(**arrays: Any) -> bytes:
 def csv_bytes(header: str, table: np.ndarray, comments: str = "") -> bytes:
     rows = "\n".join(",".join(f"{v:.5f}" for v in row) for row in table)
     return f"{comments}{header}\n{rows}\n".encode()
+
+
+class InProcessEndpoint:
+    """The real model_code/inference.py and the trained demo model behind the runtime API:
+    what the serverless container would run, minus the HTTP server."""
+
+    def __init__(self, inference: Any, model_dir: str):
+        self.inference = inference
+        self.model = inference.model_fn(model_dir)
+        self.calls = 0
+
+    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        batch = self.inference.input_fn(kwargs["Body"], kwargs["ContentType"])
+        answer = self.inference.output_fn(
+            self.inference.predict_fn(batch, self.model), kwargs["Accept"]
+        )
+        raw = answer.encode()
+        return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}

@@ -23,6 +23,7 @@ from scorer.config import load_settings
 from scorer.endpoint import FileScore
 from scorer.errors import RejectedFile
 from scorer.prepare import Prepared
+from scorer.quality import Verdict
 from scorer_helpers import FakeContext
 
 from ecg_scorer import cli
@@ -105,6 +106,7 @@ def stored(
             rate_assumed=False,
             leads_found=["I", "II", "V2"],
             duration_s=20.0,
+            verdicts=[Verdict(), Verdict()],
         )
         score = FileScore(probabilities=[probability, 0.05], threshold=0.5)
         item = store.scored_item(ref, facts, prepared, score, settings, scored_at)

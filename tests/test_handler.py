@@ -26,6 +26,7 @@ from scorer_helpers import (
     FakeContext,
     FakeRuntime,
     FlakyDynamo,
+    InProcessEndpoint,
     all_items,
     client_error,
     create_table,
@@ -337,16 +338,17 @@ def test_real_recordings(app, aws, shared_ecg) -> None:  # type: ignore[no-untyp
     ptb = item_for(aws.dynamodb, "incoming/ptb/lab-1/ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv")
     assert ptb is not None and ptb["status"] == "SCORED"
     # 38.4 s -> 7680 samples at 200 Hz: 3 full windows + a 1680-sample tail, which contract 2
-    # pads into a 4th window because it is longer than half a window.
+    # covers with a 4th window on the recording's last 10 s.
     assert ptb["windows"] == 4 and ptb["window_start_s"] == [0, 10, 20, Decimal("28.4")]
     assert ptb["sampling_rate_hz"] == 1000 and ptb["leads_found"] == ["i", "ii", "v2"]
     for name, found in [
-        ("mimicdb_041s_III_I_V_16s_500hz.csv", "III, I, V"),
-        ("ptbdb_s0010_re_vxvyvz_10s_1000hz.csv", "vx, vy, vz"),
+        ("mimicdb_041s_III_I_V_16s_500hz.csv", "V2: found standard leads I, III and 1 other"),
+        ("ptbdb_s0010_re_vxvyvz_10s_1000hz.csv", "I, II, V2: found 3 other channels"),
     ]:
         item = item_for(aws.dynamodb, f"incoming/ptb/lab-1/{name}")
         assert item is not None and item["status"] == "REJECTED"
-        assert f"leads found: {found}; leads needed: I, II, V2" in item["reason"]
+        assert f"{found}" in item["reason"] and "the model needs I, II, V2" in item["reason"]
+        assert "vx" not in item["reason"]  # channel names are never quoted
 
 
 def _one_file_batch(aws: Any, n: int = 2) -> dict:
@@ -559,25 +561,6 @@ def test_a_malformed_record_fails_only_its_message(app, aws) -> None:  # type: i
         "batchItemFailures": [{"itemIdentifier": "broken"}]
     }
     assert len(all_items(aws.dynamodb)) == 1
-
-
-class InProcessEndpoint:
-    """The real model_code/inference.py and the trained demo model behind the runtime API:
-    what the serverless container would run, minus the HTTP server."""
-
-    def __init__(self, inference: Any, model_dir: str):
-        self.inference = inference
-        self.model = inference.model_fn(model_dir)
-        self.calls = 0
-
-    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls += 1
-        batch = self.inference.input_fn(kwargs["Body"], kwargs["ContentType"])
-        answer = self.inference.output_fn(
-            self.inference.predict_fn(batch, self.model), kwargs["Accept"]
-        )
-        raw = answer.encode()
-        return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}
 
 
 def test_the_real_model_handler_scores_what_the_lambda_sends(

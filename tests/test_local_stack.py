@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from moto import mock_aws
 from scorer import config as scorer_config
 from scorer import schema
+from scorer_helpers import ecg_like
 
 from ecg_scorer import cli
 from ecg_scorer.local import demo, poller, samples, stack
@@ -371,7 +372,7 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
     assert _dlq_depth(sqs, dlq) == 0
 
     source = tmp_path / "seed.json"
-    signal = np.zeros((2000, 3)) + np.sin(np.arange(2000) / 20.0)[:, None]
+    signal = ecg_like(10, 200)
     source.write_text(json.dumps({"signals": signal.round(4).tolist()}), encoding="utf-8")
     key = "incoming/dlq-site/dlq-device/seed.json"
 

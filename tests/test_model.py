@@ -251,7 +251,7 @@ def _pickled_npy(path: Path) -> None:
         ),
         (
             lambda d: (d / "r2.csv").write_text("# fs: 200\nI,II\n" + "1,2\n" * 4000),
-            r"line 4: r2\.csv: missing lead\(s\) V2: leads found: I, II",
+            r"line 4: r2\.csv: missing lead V2: found standard leads I, II",
         ),
         (
             lambda d: np.save(d / "r0.npy", np.zeros((5000, 2))),

@@ -16,6 +16,7 @@ from scorer.budget import DYNAMODB_ATTEMPT_S, Budget
 from scorer.endpoint import FileScore
 from scorer.errors import RejectedFile, SystemFault, TransientError
 from scorer.prepare import Prepared
+from scorer.quality import Verdict
 from scorer.store import (
     put_item,
     rejected_item,
@@ -61,6 +62,7 @@ def _scored(
         False,
         ["i", "ii", "v2"],
         38.4,
+        verdicts=[Verdict()] * len(probabilities),
     )
     score = FileScore(probabilities, 0.5)
     return scored_item(

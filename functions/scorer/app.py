@@ -311,7 +311,12 @@ class Scoring:
             for job in ready.values():
                 job.failure = self.stopped
             return
-        files = {jid: job.prepared.windows for jid, job in ready.items() if job.prepared}
+        # Only usable windows reach the model; the others keep their quality verdict.
+        files = {
+            jid: job.prepared.windows[job.prepared.usable]
+            for jid, job in ready.items()
+            if job.prepared is not None
+        }
         try:
             outcome = endpoint.score_files(self.runtime, self.settings, files, self.budget)
         except Exception as error:  # a bug: these files go back; rejected ones are still stored

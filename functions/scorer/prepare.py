@@ -1,5 +1,9 @@
-"""Preparation (contract 2): map leads by name, fill short gaps, resample to the model's
-rate with an anti-aliasing filter, and cut model windows.
+"""Preparation (contract 2): the model's leads (derived where computable), gaps filled, the
+model's rate (anti-aliased resampling), and consecutive windows with their start times.
+
+A long recording is prepared chunk by chunk (:class:`Span`): each chunk cuts exactly the
+windows a whole-file preparation would, at the same places, so chunks scored by different
+invocations add up to the file.
 
 Output: ``[N, window, leads]`` float32 in raw mV; the endpoint normalises each window.
 What leaves here is what the endpoint accepts (finite values, ``|value| <= 1e6`` mV, that
@@ -12,19 +16,24 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
+from scorer import quality
 from scorer.errors import RejectedFile, SystemFault
+from scorer.leads import select_leads
+from scorer.quality import Problem, Verdict
 from scorer.readers import Recording
 
-MAX_GAP_SECONDS = 0.1  # gaps up to this long are interpolated; longer ones reject the file
+# Gaps up to this long are interpolated; the windows a longer gap touches are unusable.
+MAX_GAP_SECONDS = 0.1
 FLAT_PTP_MV = 1e-3  # a lead whose whole range is below 1 uV carries no ECG
 MIN_RATE_HZ = 100.0
 MAX_RATE_HZ = 20_000.0
-MAX_SECONDS = 24 * 3600  # longer recordings would not fit one table item; split them
+MAX_SECONDS = 48 * 3600  # Holter and patch recordings run up to 48 h
 RATIO_MAX_DENOMINATOR = 100  # 257 Hz -> 200 Hz becomes 7/9: 0.05 % rate error, short filter
 # The endpoint refuses larger values (model_code/inference.py MAX_ABS_VALUE): an ECG in mV
 # stays within a few mV, so such a file holds uV, nV or raw ADC counts.
@@ -41,46 +50,31 @@ class Prepared:
     rate_assumed: bool  # True when the file gave no rate and the model's was assumed
     leads_found: list[str] | None
     duration_s: float
+    leads_derived: list[str] = field(default_factory=list)  # computed from other leads
+    # (lead, start s, end s) of gaps longer than MAX_GAP_SECONDS: their windows are unusable.
+    gaps_s: list[tuple[str, float, float]] = field(default_factory=list)
+    # One per window: usable, or what is wrong (quality.assess, and gaps).
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def usable(self) -> np.ndarray:
+        return np.array([v.usable for v in self.verdicts], bool)
 
 
-def _lead_key(name: str) -> str:
-    """'Lead II', 'ii', ' II ' all match the model's 'II'."""
-    key = name.strip().casefold()
-    if key.startswith("lead") and len(key) > 4:
-        key = key[4:].strip(" _-")
-    return key
+@dataclass(frozen=True)
+class Span:
+    """Where a chunk of a long recording sits in the whole, and which windows it cuts.
 
+    ``first`` is the index (at the file's rate) of the chunk's first sample in the whole
+    recording of ``total`` samples; the chunk cuts the whole recording's windows number
+    ``windows`` and, when ``last``, the final window ending at the recording's last sample.
+    ``first`` must fall on the resampling grid (``first * up`` divisible by ``down``).
+    """
 
-def map_leads(recording: Recording, model_leads: tuple[str, ...]) -> np.ndarray:
-    """The model's leads, in the model's order, as float64 [T, len(model_leads)]."""
-    signal = recording.signal
-    needed = ", ".join(model_leads)
-    if recording.leads is None:
-        if signal.shape[1] != len(model_leads):
-            raise RejectedFile(
-                f"the file has {signal.shape[1]} unnamed channel(s); the model needs "
-                f"{len(model_leads)} leads ({needed}): name the leads, or send exactly "
-                f"{len(model_leads)} channels in the order {needed}",
-                "unnamed_channels",
-            )
-        return signal.astype(np.float64)
-    keys = [_lead_key(name) for name in recording.leads]
-    found = ", ".join(recording.leads) or "none"
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise RejectedFile(
-            f"lead name(s) {', '.join(duplicates)} appear more than once (leads found: {found})",
-            "duplicate_leads",
-        )
-    missing = [lead for lead in model_leads if _lead_key(lead) not in keys]
-    if missing:
-        raise RejectedFile(
-            f"missing lead(s) {', '.join(missing)}: leads found: {found}; "
-            f"leads needed: {needed} (names match case-insensitively)",
-            "missing_leads",
-        )
-    order = [keys.index(_lead_key(lead)) for lead in model_leads]
-    return signal[:, order].astype(np.float64)
+    first: int
+    total: int
+    windows: range
+    last: bool
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +84,13 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.flatnonzero(edges == -1) - starts
 
 
-def fill_gaps(x: np.ndarray, fs: float, names: tuple[str, ...]) -> np.ndarray:
-    """Interpolate short runs of missing samples; reject long ones, inf and flat leads."""
+def fill_gaps(
+    x: np.ndarray, fs: float, names: Sequence[str]
+) -> tuple[np.ndarray, list[tuple[str, slice]]]:
+    """Interpolate every run of missing samples (in place); return the runs longer than
+    MAX_GAP_SECONDS (lead, samples), whose windows must not be scored. Infinite values and a
+    lead with no value at all are the file's fault."""
+    long_gaps: list[tuple[str, slice]] = []
     for j, name in enumerate(names):
         col = x[:, j]
         if np.isinf(col).any():
@@ -107,23 +106,14 @@ def fill_gaps(x: np.ndarray, fs: float, names: tuple[str, ...]) -> np.ndarray:
         if missing.all():
             raise RejectedFile(f"lead {name} holds no values (every sample is empty)", "nan_only")
         starts, lengths = _runs(missing)
-        worst = int(np.argmax(lengths))
-        if lengths[worst] > MAX_GAP_SECONDS * fs:
-            raise RejectedFile(
-                f"lead {name} has a gap of {lengths[worst] / fs:.2f} s of empty samples starting "
-                f"at {starts[worst] / fs:.2f} s; gaps up to {MAX_GAP_SECONDS:g} s are filled, "
-                "longer ones are not: send the recording without the gap",
-                "long_gap",
-            )
+        long_gaps += [
+            (name, slice(int(a), int(a + n)))
+            for a, n in zip(starts, lengths, strict=True)
+            if n > MAX_GAP_SECONDS * fs
+        ]
         idx = np.arange(col.size)
         col[missing] = np.interp(idx[missing], idx[~missing], col[~missing])
-    ptp = np.ptp(x, axis=0)
-    flat = [name for name, p in zip(names, ptp, strict=True) if p < FLAT_PTP_MV]
-    if flat:
-        raise RejectedFile(
-            f"lead(s) {', '.join(flat)} are a flat line (no signal: electrode off?)", "flat_line"
-        )
-    return x
+    return x, long_gaps
 
 
 @functools.lru_cache(maxsize=32)  # a handful of device rates: design each filter once
@@ -213,16 +203,56 @@ def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
     return ratio.numerator, ratio.denominator
 
 
-def cut_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Consecutive windows and their first samples. Samples left after the last full window
-    are covered by one more window ending at the last sample, overlapping the one before:
-    nothing is padded with invented samples, and no sample goes unscored."""
-    full, rest = divmod(x.shape[0], window)
-    starts = np.arange(full) * window
-    if rest:
-        starts = np.append(starts, x.shape[0] - window)
-    windows = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)[starts]  # [N, C, W]
-    return np.ascontiguousarray(windows.transpose(0, 2, 1)), starts
+def window_plan(total_out: int, window: int) -> tuple[range, bool]:
+    """The whole recording's full windows and whether a last, overlapping one ends it."""
+    full, rest = divmod(total_out, window)
+    return range(full), rest > 0
+
+
+def resampled_length(samples: int, up: int, down: int) -> int:
+    """Samples :func:`resample_poly` makes of ``samples``."""
+    return -(-samples * up // down)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a long recording: the samples to read (``read``, at the file's rate,
+    whole frames) and what it cuts of the whole (``span``)."""
+
+    read: range
+    span: Span
+
+
+def chunks(
+    total: int,
+    fs: float,
+    model_rate_hz: float,
+    window_samples: int,
+    per_chunk: int,
+    frame: int = 1,
+) -> list[Chunk]:
+    """Cut a recording of ``total`` samples into chunks of ``per_chunk`` windows.
+
+    Each chunk reads a margin beyond its windows on both sides, so the resampling filter
+    sees the same neighbours as in a whole-file preparation; reads start on the resampling
+    grid and on whole frames (``frame`` samples: a WFDB frame, an EDF data record).
+    """
+    up, down = rate_ratio(fs, model_rate_hz) if fs != model_rate_hz else (1, 1)
+    numbers, last = window_plan(
+        max(resampled_length(total, up, down), window_samples), window_samples
+    )
+    grid = math.lcm(down, frame)
+    margin = -(-(10 * max(up, down) + 1) // up) + grid  # the filter's half length, and then some
+    out = []
+    for k0 in range(0, len(numbers), per_chunk):
+        k1 = min(k0 + per_chunk, len(numbers))
+        final = k1 == len(numbers)
+        first = (k0 * window_samples * down) // up - margin
+        first = max(0, first - first % grid)
+        end = total if final else -(-(k1 * window_samples * down) // up) + margin
+        end = min(total, -(-end // frame) * frame)
+        out.append(Chunk(range(first, end), Span(first, total, range(k0, k1), final and last)))
+    return out
 
 
 def is_endpoint_format(recording: Recording, window_samples: int, channels: int) -> bool:
@@ -296,8 +326,9 @@ def prepare(
     model_leads: tuple[str, ...],
     model_rate_hz: float,
     window_samples: int,
+    span: Span | None = None,
 ) -> Prepared:
-    """Recording -> model windows, or RejectedFile saying why not."""
+    """Recording (or one chunk of it, ``span``) -> model windows, or RejectedFile saying why."""
     fs, assumed = recording.fs, False
     if fs is None:
         if not is_endpoint_format(recording, window_samples, len(model_leads)):
@@ -307,7 +338,8 @@ def prepare(
         raise RejectedFile(
             f"sampling rate {fs:g} Hz is outside {MIN_RATE_HZ:g}..{MAX_RATE_HZ:g} Hz", "bad_rate"
         )
-    duration = recording.signal.shape[0] / fs
+    total = span.total if span is not None else recording.signal.shape[0]
+    duration = total / fs
     needed_s = window_samples / model_rate_hz
     if duration < needed_s:
         raise RejectedFile(
@@ -321,24 +353,51 @@ def prepare(
             f"{MAX_SECONDS // 3600} h",
             "too_long",
         )
-    x = map_leads(recording, model_leads)
-    x = fill_gaps(x, fs, model_leads)
-    if fs != model_rate_hz:
-        up, down = rate_ratio(fs, model_rate_hz)
+    selection = select_leads(recording.signal, recording.leads, model_leads)
+    x, long_gaps = fill_gaps(selection.signal, fs, model_leads)
+    up, down = rate_ratio(fs, model_rate_hz) if fs != model_rate_hz else (1, 1)
+    first = span.first if span is not None else 0
+    if (first * up) % down:
+        raise SystemFault(f"chunk start {first} is off the {up}/{down} resampling grid")
+    if (up, down) != (1, 1):
         x = resample_poly(x, up, down)
-    if x.shape[0] < window_samples:
+    total_out = resampled_length(total, up, down)
+    if total_out < window_samples:
         # A recording of exactly one window can come out a sample or two short when the rate
         # ratio is rounded (257 Hz -> 7/9): those samples repeat the last one (<= 0.1 %).
         x = np.pad(x, ((0, window_samples - x.shape[0]), (0, 0)), mode="edge")
-    windows, starts = cut_windows(x, window_samples)
+        total_out = window_samples
+    numbers, last = window_plan(total_out, window_samples)
+    if span is not None:
+        numbers, last = span.windows, span.last
+    starts = [k * window_samples for k in numbers]
+    if last:
+        starts.append(total_out - window_samples)
+    offset = first * up // down  # the chunk's first output sample in the whole recording
+    windows = np.stack([x[g - offset : g - offset + window_samples] for g in starts])
+    if windows.shape[1] != window_samples:
+        raise SystemFault(f"a chunk lacks samples for windows {numbers} (span {span})")
     with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused below
         windows = windows.astype(np.float32)
     check_windows(windows, model_leads, window_samples)
+    window_s = window_samples / model_rate_hz
+    starts_s = [round(g / model_rate_hz, 3) for g in starts]
+    gaps = [(lead, (first + g.start) / fs, (first + g.stop) / fs) for lead, g in long_gaps]
+    verdicts = quality.assess(windows, model_leads, model_rate_hz)
+    for i, t0 in enumerate(starts_s):
+        in_gap = tuple(Problem(lead, "gap") for lead, a, b in gaps if a < t0 + window_s and t0 < b)
+        if in_gap:  # a gap is the first thing to fix: the interpolation there is ours
+            verdicts[i] = Verdict(in_gap + verdicts[i].problems)
+    if span is None and not any(v.usable for v in verdicts):
+        raise RejectedFile(quality.summarise(verdicts, window_s), "poor_signal_quality")
     return Prepared(
         windows=windows,
-        window_starts_s=[round(float(i) / model_rate_hz, 3) for i in starts],
+        window_starts_s=starts_s,
         sampling_rate_hz=fs,
         rate_assumed=assumed,
         leads_found=list(recording.leads) if recording.leads is not None else None,
         duration_s=duration,
+        leads_derived=selection.derived,
+        gaps_s=gaps,
+        verdicts=verdicts,
     )

@@ -100,6 +100,11 @@ _WORDS = {
         "carry only baseline drift or low-level noise, no cardiac activity",
         "electrode off or cable not connected?",
     ),
+    ("gap", ""): (
+        "has a gap of missing samples longer than 0.1 s",
+        "have gaps of missing samples longer than 0.1 s",
+        "send the recording without gaps, or cut it where the gap is",
+    ),
     ("noise", ""): (
         "holds noise with no detectable QRS complexes",
         "hold noise with no detectable QRS complexes",
@@ -167,7 +172,13 @@ def summarise(verdicts: Sequence[Verdict], window_seconds: float) -> str:
     """
     if not verdicts or any(v.usable for v in verdicts):
         raise ValueError("summarise is for a file with windows, none of them usable")
-    counts = Counter(group for v in verdicts for group in _grouped(v))
+    return f"no usable {window_seconds:g}-s window: " + unusable(verdicts)
+
+
+def unusable(verdicts: Sequence[Verdict]) -> str:
+    """What is wrong with the unusable windows of a file, most frequent fault first."""
+    bad = [v for v in verdicts if not v.usable]
+    counts = Counter(group for v in bad for group in _grouped(v))
     n = len(verdicts)
     parts = []
     for (code, detail, leads), k in counts.most_common():
@@ -178,7 +189,7 @@ def summarise(verdicts: Sequence[Verdict], window_seconds: float) -> str:
         else:
             where = f" in {k} of {n} windows"
         parts.append(_describe(code, detail, leads, where))
-    return f"no usable {window_seconds:g}-s window: " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 # -- measurements --------------------------------------------------------------------------

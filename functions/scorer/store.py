@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from scorer import schema
+from scorer import quality, schema
 from scorer.budget import DYNAMODB_ATTEMPT_S, Budget, retry
 from scorer.config import Settings
 from scorer.endpoint import FileScore
@@ -99,7 +99,16 @@ def scored_item(
     settings: Settings,
     scored_at: datetime,
 ) -> dict[str, Any]:
-    """SCORED: the file's probability is the maximum over its windows."""
+    """SCORED: the file's probability is the maximum over its usable windows.
+
+    ``score`` holds the usable windows' probabilities in order; unusable windows are stored
+    with no probability (NULL) and their quality code.
+    """
+    usable = [v.usable for v in prepared.verdicts]
+    if sum(usable) != len(score.probabilities):
+        raise ValueError(f"{len(score.probabilities)} probabilities for {sum(usable)} windows")
+    answers = iter(score.probabilities)
+    per_window = [next(answers) if ok else None for ok in usable]
     probability = max(score.probabilities)
     anomalous = probability > score.threshold
     outcome = schema.Outcome.ANOMALOUS if anomalous else schema.Outcome.NORMAL
@@ -108,16 +117,22 @@ def scored_item(
         status=schema.Status.SCORED.value,
         label="anomalous" if anomalous else "normal",
         probability=_decimal(probability),
-        window_probabilities=[_decimal(p) for p in score.probabilities],
+        window_probabilities=[None if p is None else _decimal(p) for p in per_window],
         window_start_s=[_decimal(t, 3) for t in prepared.window_starts_s],
-        windows=len(score.probabilities),
+        windows=len(usable),
+        windows_usable=sum(usable),
         threshold=_decimal(score.threshold),
         sampling_rate_hz=_decimal(prepared.sampling_rate_hz, 3),
         sampling_rate_assumed=prepared.rate_assumed,
         duration_s=_decimal(prepared.duration_s, 3),
     )
+    if not all(usable):  # what is wrong with the others, in words and per window
+        item["window_quality"] = [v.code or "ok" for v in prepared.verdicts]
+        item["quality_note"] = quality.unusable(prepared.verdicts)[:1000]
     if prepared.leads_found is not None:
         item["leads_found"] = prepared.leads_found
+    if prepared.leads_derived:
+        item["leads_derived"] = prepared.leads_derived
     return item
 
 
