@@ -1,6 +1,7 @@
 """Peak memory of reading and preparing one file at the upload cap, per format, before/after.
 
     nice -n 10 .venv/bin/python benchmarks/bench_memory.py [--before main] [--only npz]
+        [--also DIR]   # a third column: another functions/ directory, e.g. a prepare.py draft
 
 Each case is one file of about MAX_FILE_BYTES (25 MiB) read by a FRESH process, as the
 Lambda does: ``read_recording`` then ``prepare`` to the demo model's windows (leads I, II,
@@ -43,6 +44,11 @@ class Case:
     make: Callable[[int], bytes]  # cap -> the file's bytes
     s3_rate_hz: float | None = FS  # x-amz-meta-sampling-rate-hz, used when the file has none
     s3_leads: tuple[str, ...] | None = None  # x-amz-meta-leads, used when the file has none
+
+
+def lead_names(leads: int) -> tuple[str, ...]:
+    """1: II (not enough for the model), 3: the model's, 12: the standard twelve."""
+    return {1: ("II",), 3: MODEL_LEADS, 12: TWELVE}[leads]
 
 
 def ecg(rows: int, leads: int, seed: int = 0) -> np.ndarray:
@@ -104,7 +110,7 @@ def npz_expanding(leads: int) -> Callable[[int], bytes]:
     def build(signal: np.ndarray, padding: int) -> bytes:
         noise = np.random.default_rng(3).integers(0, 255, padding, dtype=np.uint8)
         buffer = io.BytesIO()
-        names = np.array(TWELVE[:leads])
+        names = np.array(lead_names(leads))
         np.savez_compressed(buffer, signals=signal, fs=np.array(FS), leads=names, pad=noise)
         return buffer.getvalue()
 
@@ -117,48 +123,44 @@ def npz_expanding(leads: int) -> Callable[[int], bytes]:
     return make
 
 
+def _repeat_to(cap: int, head: bytes, block: bytes, tail: bytes = b"") -> bytes:
+    """head + block repeated (cut at a line end) + tail, at most cap bytes."""
+    room = cap - len(head) - len(tail)
+    body = block * (room // len(block) + 1)
+    return head + body[: body.rfind(b"\n", 0, room) + 1] + tail
+
+
 def csv(leads: int, gaps: str = "", short: bool = False) -> Callable[[int], bytes]:
-    """Leads named in the header, the rate in a comment; ``gaps`` "" (none), "empty" (0.1 %
-    of the cells empty) or "null" (one cell in 100,000 is null); ``short``: one digit per
-    cell, the most rows a file of this size can hold."""
-    names = TWELVE[:leads] if leads > 1 else ("II",)
+    """Leads named in the header, the rate in a comment, 10 s of ECG repeated to the cap;
+    ``gaps`` "" (none), "empty" (0.1 % of the cells empty) or "null" (one null cell every
+    10 s); ``short``: one digit per cell, the most rows a file of this size holds."""
+    names = lead_names(leads)
 
     def make(cap: int) -> bytes:
+        rng = np.random.default_rng(1)
+        lines = []
+        for i, row in enumerate(ecg(5000, leads)):
+            cells = [f"{round(abs(v) * 9) % 10}" if short else f"{abs(v):.3f}" for v in row]
+            if gaps == "empty":
+                cells = ["" if rng.random() < 1e-3 else c for c in cells]
+            elif gaps == "null" and i == 2500:
+                cells[leads // 2] = "null"
+            lines.append(",".join(cells))
         head = f"# sampling_rate_hz: {FS:g}\n{','.join(names)}\n".encode()
-        rows = (cap - len(head)) // (2 * leads if short else 6 * leads) + 1000
-        x = ecg(rows, leads)
-        if short:
-            cells = np.char.mod("%d", np.clip(np.round(x * 9), 0, 9).astype(np.int8))
-        else:
-            cells = np.char.mod("%.3f", np.abs(x))  # 0.123: 5-6 characters
-        if gaps == "empty":
-            cells[np.random.default_rng(1).random(cells.shape) < 1e-3] = ""
-        elif gaps == "null":
-            cells[np.random.default_rng(1).random(cells.shape) < 1e-5] = "null"
-        lines = [",".join(row) for row in cells.tolist()]
-        body, size = [], len(head)
-        for line in lines:  # stop at the cap
-            size += len(line) + 1
-            if size > cap:
-                break
-            body.append(line)
-        return head + ("\n".join(body) + "\n").encode()
+        return _repeat_to(cap, head, ("\n".join(lines) + "\n").encode())
 
     return make
 
 
 def json_doc(leads: int) -> Callable[[int], bytes]:
-    names = list(TWELVE[:leads]) if leads > 1 else ["II"]
+    """{"sampling_rate_hz", "leads", "signals"}: 10 s of ECG (3 decimals) repeated."""
+    names = list(lead_names(leads))
 
     def make(cap: int) -> bytes:
-        rows = cap // (8 * leads + 3)
-        x = np.round(ecg(rows, leads).astype(np.float64), 3)
-        doc = {"sampling_rate_hz": FS, "leads": names, "signals": x.tolist()}
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        while len(data) > cap:  # trim to the cap
-            rows = int(rows * cap / len(data) * 0.999)
-            doc["signals"] = x[:rows].tolist()
-            data = json.dumps(doc, separators=(",", ":")).encode()
+        rows = [json.dumps(row) for row in np.round(ecg(5000, leads), 3).tolist()]
+        head = json.dumps({"sampling_rate_hz": FS, "leads": names})[:-1].encode()
+        block = (",\n".join(rows) + ",\n").encode()
+        data = _repeat_to(cap, head + b', "signals": [\n', block, rows[0].encode() + b"]}")
         return data
 
     return make
@@ -294,16 +296,19 @@ def main() -> None:
     parser.add_argument("--before", default="main", help="git ref of the 'before' readers")
     parser.add_argument("--only", default="", help="run the cases whose name holds this text")
     parser.add_argument("--cap", type=int, default=CAP, help="file size, bytes")
+    parser.add_argument("--also", type=Path, help="a functions/ directory for a third column")
     args = parser.parse_args()
 
     cases = [c for c in CASES if args.only.lower() in c.name.lower()]
     with tempfile.TemporaryDirectory() as tmp:
         before = extract(args.before, Path(tmp) / "before")
         sides = {args.before: before, "this checkout": REPO / "functions"}
+        if args.also:
+            sides[str(args.also)] = args.also.resolve()
         print(f"Peak RSS (MiB) of a fresh process reading + preparing one file; cap {args.cap:,}")
         print()
         head = " | ".join(f"{side}: peak, outcome, s" for side in sides)
-        print(f"| case | file MiB | {head} | after / before |")
+        print(f"| case | file MiB | {head} | this checkout / {args.before} |")
         print("|---|---:|" + "---|" * len(sides) + "---:|")
         baselines = []
         for case in cases:
@@ -317,7 +322,7 @@ def main() -> None:
             cells = " | ".join(
                 f"**{mb(r['peak'])}** {r['outcome']} {r['seconds']:.1f}" for r in results
             )
-            old, new = results[0]["peak"], results[-1]["peak"]
+            old, new = results[0]["peak"], results[1]["peak"]
             ratio = f"{new / old:.2f}" if old and new else "-"
             print(f"| {case.name} | {mb1(path.stat().st_size)} | {cells} | {ratio} |", flush=True)
         if baselines:
