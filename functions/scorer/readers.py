@@ -329,7 +329,10 @@ def check_memory(plan: _Plan, file_bytes: int, limits: Limits) -> None:
         needed = ", ".join(limits.model_leads)
         reason += f", or send only the leads {needed} (named, so the others can be skipped)"
     if not fs and limits.model_rate_hz:
-        reason += f" (no sampling rate given: costed at {LOWEST_RATE_HZ:g} Hz, the worst case)"
+        reason += (
+            f"; no sampling rate was given, so it was costed at {LOWEST_RATE_HZ:g} Hz, the "
+            "worst case: a stated rate (file or S3 metadata) may let it fit"
+        )
     raise reject(reason, "too_large_in_memory")
 
 
