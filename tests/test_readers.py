@@ -627,6 +627,18 @@ def test_json_signals_given_twice_takes_the_last_as_the_json_module_does() -> No
     np.testing.assert_array_equal(read_recording(data, "x.json").signal, [[4, 5, 6], [7, 8, 9]])
 
 
+@pytest.mark.parametrize("chunk", [7, 2**20])
+def test_json_windows_must_all_hold_the_same_rows(chunk: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(readers, "CHUNK_BYTES", chunk)
+    row = [1.5, -2, 3]
+    equal = json.dumps({"signals": [[row] * 4] * 3}).encode()
+    assert read_recording(equal, "x.json").stored_shape == (3, 4, 3)
+    unequal = json.dumps({"signals": [[row] * 4, [row] * 5, [row] * 3]}).encode()
+    with pytest.raises(RejectedFile) as caught:
+        read_recording(unequal, "x.json")
+    assert caught.value.code == "bad_signals" and "same length" in caught.value.reason
+
+
 @pytest.mark.parametrize("chunk", [23, 2**20])
 def test_damaged_json_signals_are_refused_unless_still_valid(chunk: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Brackets, commas, quotes and braces inserted, replaced or deleted inside "signals":

@@ -740,7 +740,8 @@ def _parse_slowly(text: str, table: _Table) -> np.ndarray:
     """Line by line in Python, for a chunk NumPy refused: finds the bad line (_BadLine) or
     takes what NumPy does not (e.g. a line of blanks). Bounded: one chunk at a time."""
     gap_tokens = {"", "nan", "na", "null"} if table.gaps else {"nan"}
-    rows = []
+    values = np.empty((text.count("\n") + 1, table.columns))  # <= 4 bytes of it per byte
+    n = 0
     for offset, line in enumerate(text.split("\n")):
         body = line.split("#", 1)[0].rstrip("\r")
         if not body.strip():
@@ -748,18 +749,14 @@ def _parse_slowly(text: str, table: _Table) -> np.ndarray:
         fields = next(csv.reader([body], delimiter=table.delimiter))
         if len(fields) != table.columns:
             raise _BadLine(offset + 1, fields=len(fields))
-        row = []
         for j, cell in enumerate(fields):
             cell = cell.strip()
-            if cell.lower() in gap_tokens:
-                row.append(math.nan)
-                continue
             try:
-                row.append(float(cell))
+                values[n, j] = math.nan if cell.lower() in gap_tokens else float(cell)
             except ValueError as e:
                 raise _BadLine(offset + 1, column=j + 1) from e
-        rows.append(row)
-    return np.array(rows, dtype=np.float64).reshape(len(rows), table.columns)
+        n += 1
+    return values[:n]
 
 
 def _parse_lines(chunk: bytes, table: _Table) -> np.ndarray:
@@ -948,22 +945,25 @@ class _Span:
         cols = self.values // self.rows
         if self.depth == 2:
             return (self.rows, cols)
-        windows = self._windows(data)
-        if self.rows % len(windows) or any(w != self.rows // len(windows) for w in windows):
-            raise _bad_signals(None)
-        return (len(windows), self.rows // len(windows), cols)
+        windows, rows = self._windows(data)
+        return (windows, rows, cols)
 
-    def _windows(self, data: bytes) -> list[int]:
-        """Rows per window of a 3-deep array (one chunk of positions at a time)."""
-        windows: list[int] = []
-        rows = 0
+    def _windows(self, data: bytes) -> tuple[int, int]:
+        """(windows, rows in each) of a 3-deep array, checked equal a chunk at a time."""
+        windows, rows, last_end, each = 0, 0, 0, -1
         for _, _, closes, depth in _bracket_chunks(data, self.start, self.end):
             row_close = closes & (depth == 2)
-            window_close = np.flatnonzero(closes & (depth == 1))
-            ends = np.cumsum(row_close)[window_close] + rows
-            windows.extend(np.diff(ends, prepend=sum(windows)).tolist())
+            ends = np.cumsum(row_close)[np.flatnonzero(closes & (depth == 1))] + rows
+            sizes = np.diff(ends, prepend=last_end)
+            if sizes.size:
+                each = int(sizes[0]) if each < 0 else each
+                if (sizes != each).any():
+                    raise _bad_signals(None)
+                windows, last_end = windows + sizes.size, int(ends[-1])
             rows += int(row_close.sum())
-        return [int(w) for w in windows]
+        if windows == 0 or each * windows != self.rows:
+            raise _bad_signals(None)
+        return windows, each
 
     def lines(self, data: bytes) -> Iterator[bytes]:
         """The array as text with one row per line: brackets and the commas between rows
@@ -1101,10 +1101,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _line_text(data: bytes, start: int, end: int, lineno: int) -> str:
+def _line_text(data: bytes, start: int, end: int) -> str:
     try:
         return data[start:end].decode("utf-8")
     except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, start) + 1  # counted only when it is needed
         raise reject(f"line {lineno} is not UTF-8 text; export the CSV as UTF-8", "not_utf8") from e
 
 
@@ -1126,8 +1127,7 @@ def _comments_after(data: bytes, start: int, meta: dict[str, str]) -> None:
         line_end = data.find(b"\n", at)
         line_end = len(data) if line_end < 0 else line_end
         if not data[line_start:at].strip():
-            lineno = data.count(b"\n", 0, line_start) + 1
-            _comment(_line_text(data, line_start, line_end, lineno), meta)
+            _comment(_line_text(data, line_start, line_end), meta)
         at = data.find(b"#", line_end)
 
 
@@ -1147,7 +1147,7 @@ def read_csv(data: bytes, limits: Limits) -> Recording:
                 "and one row of numbers per line, one column per lead",
                 "csv_ragged",
             )
-        stripped = _line_text(data, pos, end, lineno).strip()
+        stripped = _line_text(data, pos, end).strip()
         if stripped.startswith("#"):
             _comment(stripped, meta_raw)
         elif stripped:
@@ -1156,7 +1156,7 @@ def read_csv(data: bytes, limits: Limits) -> Recording:
         pos = end + 1
     if header_at < 0:
         raise reject("the CSV holds no header and no data rows", "csv_empty")
-    header = _line_text(data, header_at, end, lineno).strip()
+    header = _line_text(data, header_at, end).strip()
     after_header = end + 1
     if data.find(b"#", after_header) >= 0:
         _comments_after(data, after_header, meta_raw)
