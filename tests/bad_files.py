@@ -3,6 +3,7 @@ phrase the reason must hold (what a person needs to fix it)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import pickle
@@ -47,11 +48,31 @@ def _corrupt_member(data: bytes) -> bytes:
     return bytes(damaged)
 
 
+def npz_expanding(rows: int, columns: int, size: int = 0) -> bytes:
+    """An .npz whose uint8 zeros deflate ~200x: a small upload that declares a huge array
+    (a zip bomb), written a MiB at a time. With ``size``, a stored array of noise brings
+    the file to about that many bytes."""
+    buffer = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": (rows, columns)}
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("signals.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            zeros, left = bytes(2**20), rows * columns
+            while left:
+                member.write(zeros[: min(left, len(zeros))])
+                left -= min(left, len(zeros))
+        if size:
+            noise = np.random.default_rng(0).integers(0, 255, size - buffer.tell() - 4096)
+            archive.writestr("noise.npy", _npy(noise.astype(np.uint8)), zipfile.ZIP_STORED)
+    return buffer.getvalue()
+
+
 def _csv(header: str, rows: np.ndarray, comments: str = "") -> bytes:
     lines = [comments + header] + [",".join(f"{v:.4f}" for v in row) for row in rows]
     return ("\n".join(lines) + "\n").encode()
 
 
+@functools.cache  # the zip bomb takes a second to deflate
 def bad_files(max_file_bytes: int) -> list[BadFile]:
     good = ecg_like(12, 200)  # I, II, V2 at 200 Hz, 12 s: fine on its own
     good_json = json.dumps({"signals": good.tolist(), "sampling_rate_hz": 200}).encode()
@@ -178,6 +199,8 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
             "corrupt",
         ),
         BadFile("too_large.npy", _npy(huge), "too_large", "limit"),
+        # 400 MB as float32 from a 0.5 MB upload: refused from the member's header, unread.
+        BadFile("expanding.npz", npz_expanding(34_000_000, 3), "too_large_in_memory", "limit"),
         BadFile("empty.npz", empty_zip.getvalue(), "npz_empty", "no arrays"),
         BadFile("unnamed.npz", _npz(a=good, b=good), "npz_no_signals", "'signals'"),
         BadFile(
