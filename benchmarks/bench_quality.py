@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scorer import quality
 from scorer.prepare import prepare
-from scorer.readers import Recording
+from scorer.recording import Recording
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "model_code"))

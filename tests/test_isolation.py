@@ -188,6 +188,50 @@ def test_patient_data_reaches_neither_logs_nor_reasons(app, aws, captured) -> No
     assert g["patient_ref"] == mrn and g["record_id"] == name  # type: ignore[index]
 
 
+_MARK = "Zq9"  # planted in every random value: it must never come back in a reason
+_text = st.text(min_size=0, max_size=40).map(lambda t: _MARK + t)
+_metadata = st.fixed_dictionaries(
+    {},
+    optional={
+        "recorded_at": st.one_of(
+            _text, st.datetimes().map(lambda d: d.isoformat()), st.integers(), st.none()
+        ),
+        "site": st.one_of(_text, st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,70}", fullmatch=True)),
+        "device": st.one_of(_text, st.integers()),
+        "sampling_rate_hz": st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True), _text, st.integers(), st.booleans()
+        ),
+        "leads": st.one_of(st.lists(_text, max_size=4), _text, st.lists(st.integers())),
+        "patient_ref": st.one_of(_text, st.integers(), st.lists(st.integers(), max_size=2)),
+        "record_id": _text,
+    },
+)
+_s3_metadata = st.dictionaries(
+    st.sampled_from(["site", "device", "recorded-at", "sampling-rate-hz", "leads"]),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(
+        lambda t: _MARK + t
+    ),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(meta=_metadata, s3_meta=_s3_metadata)
+def test_random_metadata_always_ends_in_one_outcome_and_is_never_echoed(
+    app, aws, meta: dict[str, Any], s3_meta: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    key = f"incoming/site-a/dev-1/fuzz-{next(_serial)}.json"
+    record = upload(aws, key, _ecg_json(**meta), **s3_meta)
+    response = run_batch(app, aws, sqs_event([[record]]), FakeRuntime())
+    assert response == {"batchItemFailures": []}
+    item = item_for(aws.dynamodb, key)
+    assert item is not None and item["status"] in {"SCORED", "REJECTED"}
+    assert _MARK not in item.get("reason", "")
+
+
 _json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (

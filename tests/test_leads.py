@@ -62,7 +62,7 @@ def test_leads_are_taken_by_name_in_the_model_order() -> None:
     signal = np.arange(40, dtype=np.float32).reshape(10, 4)
     selection = select_leads(signal, ["V2", "Lead I", "PLETH", "mlii"], MODEL)
     np.testing.assert_array_equal(selection.signal, signal[:, [1, 3, 0]])
-    assert selection.derived == [] and selection.signal.dtype == np.float64
+    assert selection.derived == [] and selection.signal.dtype == np.float32
 
 
 def test_unnamed_channels_are_taken_in_order_when_exactly_as_many() -> None:
@@ -100,13 +100,15 @@ def test_einthoven_by_hand_formula_exactly() -> None:
     ii, iii, v2 = rng.normal(size=(3, 100)).astype(np.float32)
     selection = select_leads(np.stack([ii, iii, v2], 1), ["II", "III", "V2"], MODEL)
     assert selection.derived == ["I"]
-    np.testing.assert_array_equal(selection.signal[:, 0], ii.astype(np.float64) - iii)
+    # Summed in float64, stored as float32 like every lead prepare works on.
+    expected = (ii.astype(np.float64) - iii).astype(np.float32)
+    np.testing.assert_array_equal(selection.signal[:, 0], expected)
 
 
 def test_inverted_avr_gives_avr() -> None:
     x = np.random.default_rng(3).normal(size=(100, 2))
     selection = select_leads(x, ["-aVR", "II"], ("aVR", "I"))
-    np.testing.assert_array_equal(selection.signal[:, 0], -x[:, 0])
+    np.testing.assert_array_equal(selection.signal[:, 0], (-x[:, 0]).astype(np.float32))
     assert selection.derived == ["aVR", "I"]
     np.testing.assert_allclose(selection.signal[:, 1], 2 * x[:, 0] - x[:, 1])  # I = -2 aVR - II
 

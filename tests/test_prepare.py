@@ -18,7 +18,8 @@ from scorer.prepare import (
     rate_ratio,
     resample_poly,
 )
-from scorer.readers import Recording, read_recording
+from scorer.readers import read_recording
+from scorer.recording import Recording
 from scorer_helpers import ecg_like
 
 LEADS = ("I", "II", "V2")

@@ -21,8 +21,9 @@ from bad_files import bad_files, npz_expanding
 from scorer import prepare as prepare_module
 from scorer import readers
 from scorer.errors import RejectedFile
-from scorer.prepare import prepare
-from scorer.readers import Recording, check_size, read_recording, sniff
+from scorer.prepare import prepare, prepare_bytes
+from scorer.readers import check_size, read_recording, sniff
+from scorer.recording import Recording
 from scorer_helpers import ENV, ecg_like
 
 MAX_BYTES = int(ENV["MAX_FILE_BYTES"])
@@ -252,9 +253,7 @@ def test_all_leads_are_kept_when_prepare_must_say_what_is_wrong(names: list[str]
     assert recording.leads == names and recording.leads_in_file is None, why
 
 
-def test_lead_names_match_as_prepare_matches_them() -> None:
-    names = ["Lead II", " ii ", "LEAD_V2", "lead-i", "I", "v2", "aVR", "lead"]
-    assert [readers.lead_key(n) for n in names] == [prepare_module._lead_key(n) for n in names]
+def test_the_lowest_rate_costed_is_the_lowest_prepare_accepts() -> None:
     assert readers.LOWEST_RATE_HZ == prepare_module.MIN_RATE_HZ
 
 
@@ -276,8 +275,8 @@ def test_a_file_that_would_not_fit_is_refused_before_decoding_saying_how_to_spli
 
 
 def test_a_file_without_a_rate_is_costed_at_the_lowest_rate_unless_s3_states_one() -> None:
-    data = _npy(ecg_like(600, 500).astype(np.float32))  # 10 min, 300 k samples, 3 leads
-    options = {"model_leads": LEADS, "model_rate_hz": 200.0, "memory_budget_bytes": 60 * 2**20}
+    data = _npy(ecg_like(1800, 500).astype(np.float32))  # 30 min, 900 k samples, 3 leads
+    options = {"model_leads": LEADS, "model_rate_hz": 200.0, "memory_budget_bytes": 100 * 2**20}
     with pytest.raises(RejectedFile, match="costed at 100 Hz"):
         read_recording(data, "x.npy", **options)  # type: ignore[arg-type]
     read_recording(data, "x.npy", metadata_rate_hz=500.0, **options)  # type: ignore[arg-type]
@@ -295,12 +294,12 @@ def test_a_file_prepare_must_refuse_is_not_costed_as_prepared() -> None:
     assert caught.value.code == "unnamed_channels"
 
 
-@pytest.mark.parametrize("fs", [100, 200, 250, 360, 500, 1000, 20_000])
-def test_prepare_bytes_bounds_what_prepare_allocates(fs: int) -> None:
+@pytest.mark.parametrize("rows", [200_000, 1_600_000])
+@pytest.mark.parametrize("fs", [100, 200, 250, 360, 500, 1000, 5000])
+def test_prepare_bytes_bounds_what_prepare_allocates(fs: int, rows: int) -> None:
     """The estimate holds prepare.py to its count (tracemalloc sees NumPy's buffers): never
     below what prepare allocates, nor so far above it that files are refused for nothing."""
-    rows = 200_000
-    signal = np.random.default_rng(fs).normal(0, 1, (rows, 3)).astype(np.float32)
+    signal = ecg_like(rows / fs, fs).astype(np.float32)  # an ECG, so quality checks run too
     signal[1000:1010] = np.nan  # gap filling runs too
     recording = Recording(signal, float(fs), list(LEADS), "npy")
     tracemalloc.start()
@@ -309,8 +308,10 @@ def test_prepare_bytes_bounds_what_prepare_allocates(fs: int) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    estimate = readers.prepare_bytes(rows, 3, fs, 200.0)
-    assert peak <= estimate <= 1.25 * peak
+    estimate = prepare_bytes(rows, 3, fs, 200.0)
+    # Never below; above by at most a quarter, plus the fixed working arrays (filter blocks,
+    # the quality checks' batch) that dominate only small files.
+    assert peak <= estimate <= 1.25 * peak + 32 * 2**20
 
 
 @functools.cache
@@ -416,6 +417,7 @@ def test_worst_files_at_the_cap_fit_the_budget(name: str, tmp_path: Path) -> Non
         "too_large_in_memory",
         "unnamed_channels",
         "missing_leads",
+        "poor_signal_quality",  # these files hold random numbers, not ECGs: read all the same
     }, result
     assert result["peak"] < PEAK_RSS_TARGET, result
 

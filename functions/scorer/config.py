@@ -39,6 +39,9 @@ class Settings:
     window_samples: int
     max_file_bytes: int
     max_payload_bytes: int
+    # What reading and preparing one file may use: half the function's memory, less what the
+    # interpreter, NumPy, boto3 and Powertools hold (docs/memory.md).
+    memory_budget_bytes: int = 384 * 2**20
 
     @property
     def window_bytes(self) -> int:
@@ -74,6 +77,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not rate > 0:
         raise ConfigError("MODEL_SAMPLING_RATE_HZ must be positive")
 
+    memory_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024") or 1024)  # set by Lambda
     settings = Settings(
         predictions_table=env["PREDICTIONS_TABLE"].strip(),
         endpoint_name=env["ENDPOINT_NAME"].strip(),
@@ -83,6 +87,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         window_samples=_positive_int(env, "WINDOW_SAMPLES"),
         max_file_bytes=_positive_int(env, "MAX_FILE_BYTES"),
         max_payload_bytes=_positive_int(env, "MAX_PAYLOAD_BYTES"),
+        memory_budget_bytes=max(64, memory_mb // 2 - 128) * 2**20,
     )
     # One window must fit in a request, with room for the .npy header.
     if settings.max_payload_bytes < settings.window_bytes + 256:

@@ -32,7 +32,7 @@ import numpy as np
 
 from scorer import leads as lead_names
 from scorer.errors import RejectedFile
-from scorer.readers import Recording
+from scorer.recording import Recording
 
 FIXED_BYTES = 256  # the header's fixed part; then 256 bytes per signal
 MAX_SIGNALS = 512

@@ -39,7 +39,19 @@ def prepare_file(ref: FileRef, facts: FileFacts, fetched: Fetched, settings: Set
     """Read, check and cut one file; fills ``facts`` as it learns them (a REJECTED item
     still says what was known), RejectedFile saying why it cannot be scored."""
     data, s3_meta = fetched
-    recording = readers.read_recording(data, ref.key)
+    stated_rate = None
+    if "sampling_rate_hz" in s3_meta:
+        stated_rate = readers.parse_rate(
+            s3_meta["sampling_rate_hz"], "S3 metadata sampling-rate-hz"
+        )
+    recording = readers.read_recording(
+        data,
+        ref.key,
+        model_leads=settings.model_leads,
+        model_rate_hz=settings.model_sampling_rate_hz,
+        metadata_rate_hz=stated_rate,
+        memory_budget_bytes=settings.memory_budget_bytes,
+    )
     key_site = facts.site
     for source, meta in (("in the file", recording.metadata), ("as S3 metadata", s3_meta)):
         # Later sources win: key < file < S3 object metadata; but a site's uploaders may
@@ -72,10 +84,8 @@ def prepare_file(ref: FileRef, facts: FileFacts, fetched: Fetched, settings: Set
                 "(e.g. 2026-11-27T08:30:00Z)",
                 "bad_recorded_at",
             )
-    if recording.fs is None and "sampling_rate_hz" in s3_meta:
-        recording.fs = readers.parse_rate(
-            s3_meta["sampling_rate_hz"], "S3 metadata sampling-rate-hz"
-        )
+    if recording.fs is None and stated_rate is not None:
+        recording.fs = stated_rate
     if recording.leads is None and "leads" in s3_meta:
         names = [n.strip() for n in s3_meta["leads"].split(",")]
         recording.leads = readers.lead_names(names, recording.signal.shape[1], "S3 metadata")

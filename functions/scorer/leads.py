@@ -92,7 +92,7 @@ def canonical(name: str | None) -> str | None:
 class Selection(NamedTuple):
     """The model's leads, in the model's order, and the ones computed from others."""
 
-    signal: np.ndarray  # float64 [T, len(model_leads)], a new array the caller may modify
+    signal: np.ndarray  # float32 [T, len(model_leads)], a new array the caller may modify
     derived: list[str]
 
 
@@ -141,7 +141,7 @@ def select_leads(
                 f"{len(model_leads)} channels in the order {needed}",
                 "unnamed_channels",
             )
-        return Selection(signal.astype(np.float64), [])
+        return Selection(signal.astype(np.float32), [])  # a copy: prepare works in place
     if len(names) != signal.shape[1]:
         raise ValueError(f"{len(names)} names for {signal.shape[1]} channels")
     found: dict[str, int] = {}
@@ -162,7 +162,7 @@ def select_leads(
             "e.g. 'II' and 'MLII'); keep one channel per lead",
             "duplicate_leads",
         )
-    out = np.empty((signal.shape[0], len(model_leads)))
+    out = np.empty((signal.shape[0], len(model_leads)), np.float32)
     derived, missing = [], []
     for j, wanted in enumerate(model_leads):
         lead = canonical(wanted)
@@ -175,9 +175,10 @@ def select_leads(
         if recipe is None:
             missing.append(lead)
             continue
-        out[:, j] = 0.0
+        total = np.zeros(signal.shape[0])  # summed in float64, one lead at a time
         for weight, column in recipe:
-            out[:, j] += weight * signal[:, column].astype(np.float64)
+            total += weight * signal[:, column]
+        out[:, j] = total
         derived.append(lead)
     if missing:
         listed = sorted(found, key=_order)

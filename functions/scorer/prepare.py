@@ -26,7 +26,7 @@ from scorer import quality
 from scorer.errors import RejectedFile, SystemFault
 from scorer.leads import select_leads
 from scorer.quality import Problem, Verdict
-from scorer.readers import Recording
+from scorer.recording import Recording
 
 # Gaps up to this long are interpolated; the windows a longer gap touches are unusable.
 MAX_GAP_SECONDS = 0.1
@@ -34,6 +34,7 @@ FLAT_PTP_MV = 1e-3  # a lead whose whole range is below 1 uV carries no ECG
 MIN_RATE_HZ = 100.0
 MAX_RATE_HZ = 20_000.0
 MAX_SECONDS = 48 * 3600  # Holter and patch recordings run up to 48 h
+QUALITY_BATCH = 32  # windows checked at once
 RATIO_MAX_DENOMINATOR = 100  # 257 Hz -> 200 Hz becomes 7/9: 0.05 % rate error, short filter
 # The endpoint refuses larger values (model_code/inference.py MAX_ABS_VALUE): an ECG in mV
 # stays within a few mV, so such a file holds uV, nV or raw ADC counts.
@@ -79,9 +80,24 @@ class Span:
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start indices and lengths of the True runs of a 1-D mask."""
-    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    edge = np.zeros(1, np.int8)  # int8 throughout: no int64 copy of a long mask
+    edges = np.diff(np.concatenate((edge, mask.view(np.int8), edge)))
     starts = np.flatnonzero(edges == 1)
     return starts, np.flatnonzero(edges == -1) - starts
+
+
+def _interpolate_runs(col: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
+    """Fill each run of missing samples of ``col`` in place with the straight line between
+    the samples on either side of it (the nearest one at an end)."""
+    after = starts + lengths
+    left = col[np.maximum(starts - 1, 0)].astype(np.float64)
+    right = col[np.minimum(after, col.size - 1)].astype(np.float64)
+    left = np.where(starts == 0, right, left)
+    right = np.where(after == col.size, left, right)
+    run = np.repeat(np.arange(starts.size), lengths)
+    step = np.arange(run.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1
+    frac = step / (lengths[run] + 1)
+    col[np.repeat(starts, lengths) + step - 1] = left[run] + frac * (right[run] - left[run])
 
 
 def fill_gaps(
@@ -111,8 +127,7 @@ def fill_gaps(
             for a, n in zip(starts, lengths, strict=True)
             if n > MAX_GAP_SECONDS * fs
         ]
-        idx = np.arange(col.size)
-        col[missing] = np.interp(idx[missing], idx[~missing], col[~missing])
+        _interpolate_runs(col, starts, lengths)
     return x, long_gaps
 
 
@@ -161,17 +176,24 @@ def _upfirdn_range(
     return out
 
 
-def resample_poly(x: np.ndarray, up: int, down: int, padtype: str = "mean") -> np.ndarray:
+RESAMPLE_BLOCK = 65_536  # output samples computed at a time: bounds the float64 work arrays
+
+
+def resample_poly(
+    x: np.ndarray, up: int, down: int, padtype: str = "mean", dtype: type = np.float64
+) -> np.ndarray:
     """Resample [T, C] by ``up/down`` along axis 0, as ``scipy.signal.resample_poly`` does.
 
     ``padtype="mean"`` (subtract the mean, filter with zeros beyond the ends, add it back)
     keeps a baseline offset from ringing at both ends; ``"constant"`` is SciPy's default.
+    The output (of ``dtype``) is computed in blocks of RESAMPLE_BLOCK samples from the input
+    slice each block reads, so a long recording is never copied whole in float64.
     """
     g = math.gcd(up, down)
     up, down = up // g, down // g
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     if up == down == 1:
-        return x.copy()
+        return x.astype(dtype)
     n_in = x.shape[0]
     n_out = -(-n_in * up // down)
     max_rate = max(up, down)
@@ -187,12 +209,53 @@ def resample_poly(x: np.ndarray, up: int, down: int, padtype: str = "mean") -> n
         n_post_pad += 1
     h = np.concatenate((np.zeros(n_pre_pad), h, np.zeros(n_post_pad)))
     if padtype == "mean":
-        background = x.mean(axis=0, keepdims=True)
+        background = x.mean(axis=0, dtype=np.float64, keepdims=True)
     elif padtype == "constant":
         background = np.zeros((1, x.shape[1]))
     else:
         raise ValueError(f"padtype {padtype!r}: use 'mean' or 'constant'")
-    return _upfirdn_range(h, x - background, up, down, n_pre_remove, n_out) + background
+    taps = -(-h.size // up)
+    out = np.empty((n_out, x.shape[1]), dtype)
+    for k0 in range(0, n_out, RESAMPLE_BLOCK):
+        count = min(RESAMPLE_BLOCK, n_out - k0)
+        first = k0 + n_pre_remove  # the block's outputs, in upfirdn's numbering
+        # The inputs they read (x_pad[base .. base + taps), x_pad = taps - 1 zeros + x),
+        # from a start on a multiple of `down` so every output keeps its filter phase.
+        lo = max(0, (first * down) // up - (taps - 1))
+        lo -= lo % down
+        hi = min(n_in, ((first + count - 1) * down) // up + 1)
+        piece = x[lo:hi].astype(np.float64) - background
+        shift = (lo // down) * up
+        out[k0 : k0 + count] = _upfirdn_range(h, piece, up, down, first - shift, count)
+        out[k0 : k0 + count] += background
+    return out
+
+
+def prepare_bytes(
+    rows: int, leads: int, fs: float | None, model_rate_hz: float, window_samples: int = 2000
+) -> int:
+    """Peak bytes :func:`prepare` allocates besides the Recording, for ``rows`` samples
+    of ``leads`` model leads at ``fs`` (None: the lowest accepted rate, the worst case).
+
+    Mirrors prepare.py: the model's leads as one float32 copy, worked on in place (gaps
+    filled, a 2-byte-per-sample mask); resampled into a float32 output in blocks of
+    RESAMPLE_BLOCK outputs, each reading its input slice in float64 (two copies, and the
+    block's output); the windows, one float32 array; the quality checks, QUALITY_BATCH
+    windows at a time (four complex spectra per sample). tests/test_readers.py holds the
+    estimate to tracemalloc's count for several rates and lengths.
+    """
+    rate = max(fs or MIN_RATE_HZ, MIN_RATE_HZ)
+    up, down = rate_ratio(rate, model_rate_hz) if rate != model_rate_hz else (1, 1)
+    out = -(-rows * up // down)
+    signal = rows * leads * 4 + 2 * rows
+    if (up, down) == (1, 1):
+        work = out * leads * 4  # the windows
+    else:
+        block_in = min(rows, RESAMPLE_BLOCK * down // up) + 20 * max(up, down) // up
+        block = (2 * block_in + 2 * min(out, RESAMPLE_BLOCK)) * leads * 8
+        work = 2 * out * leads * 4 + block  # output, windows, one block's work
+    checks = QUALITY_BATCH * window_samples * leads * 16 * 4
+    return signal + work + checks + 2**20
 
 
 def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
@@ -311,7 +374,7 @@ def check_windows(windows: np.ndarray, names: tuple[str, ...], window_samples: i
                 "(too large for float32?); send finite numbers in mV",
                 "not_finite",
             )
-        peak = float(np.abs(lead).max())
+        peak = max(float(lead.max()), -float(lead.min()))  # no |lead| copy
         if peak > MAX_ABS_MV:
             raise RejectedFile(
                 f"lead {name} holds values up to {peak:.3g}, beyond +/-{MAX_ABS_MV:g}: the "
@@ -360,7 +423,7 @@ def prepare(
     if (first * up) % down:
         raise SystemFault(f"chunk start {first} is off the {up}/{down} resampling grid")
     if (up, down) != (1, 1):
-        x = resample_poly(x, up, down)
+        x = resample_poly(x, up, down, dtype=np.float32)
     total_out = resampled_length(total, up, down)
     if total_out < window_samples:
         # A recording of exactly one window can come out a sample or two short when the rate
@@ -374,16 +437,22 @@ def prepare(
     if last:
         starts.append(total_out - window_samples)
     offset = first * up // down  # the chunk's first output sample in the whole recording
-    windows = np.stack([x[g - offset : g - offset + window_samples] for g in starts])
-    if windows.shape[1] != window_samples:
+    if starts and (starts[0] < offset or starts[-1] - offset + window_samples > x.shape[0]):
         raise SystemFault(f"a chunk lacks samples for windows {numbers} (span {span})")
+    windows = np.empty((len(starts), window_samples, len(model_leads)), np.float32)
     with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused below
-        windows = windows.astype(np.float32)
+        for i, g in enumerate(starts):
+            windows[i] = x[g - offset : g - offset + window_samples]
+    del x
     check_windows(windows, model_leads, window_samples)
     window_s = window_samples / model_rate_hz
     starts_s = [round(g / model_rate_hz, 3) for g in starts]
     gaps = [(lead, (first + g.start) / fs, (first + g.stop) / fs) for lead, g in long_gaps]
-    verdicts = quality.assess(windows, model_leads, model_rate_hz)
+    verdicts = [  # a few windows at a time: the checks' spectra are 16 B per sample
+        verdict
+        for b in range(0, len(windows), QUALITY_BATCH)
+        for verdict in quality.assess(windows[b : b + QUALITY_BATCH], model_leads, model_rate_hz)
+    ]
     for i, t0 in enumerate(starts_s):
         in_gap = tuple(Problem(lead, "gap") for lead, a, b in gaps if a < t0 + window_s and t0 < b)
         if in_gap:  # a gap is the first thing to fix: the interpolation there is ours
@@ -395,7 +464,7 @@ def prepare(
         window_starts_s=starts_s,
         sampling_rate_hz=fs,
         rate_assumed=assumed,
-        leads_found=list(recording.leads) if recording.leads is not None else None,
+        leads_found=list(recording.leads_in_file or recording.leads or []) or None,
         duration_s=duration,
         leads_derived=selection.derived,
         gaps_s=gaps,

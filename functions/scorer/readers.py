@@ -30,12 +30,15 @@ import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 
 from scorer.errors import RejectedFile
+from scorer.leads import canonical
+from scorer.prepare import prepare_bytes
+from scorer.recording import Recording
 
 SUPPORTED = {".json": "json", ".csv": "csv", ".npy": "npy", ".npz": "npz"}
 LATER = {
@@ -84,24 +87,6 @@ MAX_NPZ_MEMBERS = 1024  # each zip entry costs memory to list, before any is rea
 MAX_META_MEMBER_BYTES = 64 * 1024  # an .npz metadata array holds one value or lead names
 MAX_JSON_FIELDS_BYTES = MIB  # JSON besides "signals" becomes Python objects: keep it small
 MAX_SIGNALS_KEYS = 8  # "signals" keys looked at (each costs a scan of up to a chunk)
-
-
-@dataclass
-class Recording:
-    """One recording as read from a file, before any model-specific preparation."""
-
-    signal: np.ndarray  # float32 [T, C], in mV; NaN where the file had gaps
-    fs: float | None  # samples per second, None when the file does not say
-    leads: list[str] | None  # names of the signal's channels as written, None when unnamed
-    format: str  # json | csv | npy | npz
-    metadata: dict[str, str] = field(default_factory=dict)  # record_id, patient_ref, ...
-    # The array's shape as stored ([2000, 3], [N, 2000, 3], [T, C]...) and whether the file
-    # held nothing but it (an .npy, or JSON with "signals" alone): together they tell the
-    # endpoint's own request format, the only one taken at the model's rate without a rate.
-    stored_shape: tuple[int, ...] = ()
-    bare: bool = False
-    # Every lead the file names, when only the model's were kept in `signal` (model_leads).
-    leads_in_file: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -259,26 +244,6 @@ CORRUPT = {
 # -- memory --------------------------------------------------------------------------------
 
 
-def prepare_bytes(rows: int, leads: int, fs: float | None, model_rate_hz: float) -> int:
-    """Peak bytes ``prepare.prepare`` allocates besides the Recording, for ``rows`` samples
-    of ``leads`` model leads at ``fs`` (None: the lowest accepted rate, the worst case).
-
-    Mirrors prepare.py as it is: float64 copies of the model's leads. Per lead, mapping
-    takes 12 B per input sample; resample_poly 24 B per input sample (copy, centred copy,
-    padded copy) and 16 B per output sample (output, one phase's product); cutting windows
-    20 B per output sample (float64, the padded tail joined, float32). Gap filling adds
-    ~40 B per sample of the one lead it works on. tests/test_readers.py holds the estimate
-    to tracemalloc's count for several rates; lower it when prepare works in place.
-    """
-    rate = max(fs or LOWEST_RATE_HZ, LOWEST_RATE_HZ)
-    if rate == model_rate_hz:
-        per_lead = 20 * rows
-    else:
-        out = math.ceil(rows * model_rate_hz / rate)
-        per_lead = max(24 * rows + 16 * out, 20 * out)
-    return max(leads * per_lead, (8 * leads + 40) * rows) + MIB  # + the filter, small arrays
-
-
 @dataclass(frozen=True)
 class _Plan:
     """What a file decodes to, known before decoding it."""
@@ -417,14 +382,6 @@ def lead_names(value: Any, channels: int, where: str) -> list[str]:
     return names
 
 
-def lead_key(name: str) -> str:
-    """'Lead II', 'ii', ' II ' all match the model's 'II' (as prepare matches them)."""
-    key = name.strip().casefold()
-    if key.startswith("lead") and len(key) > 4:
-        key = key[4:].strip(" _-")
-    return key
-
-
 def select(names: list[str] | None, channels: int, limits: Limits) -> tuple[list[int], int]:
     """(channels to keep, leads prepare will copy and resample). Kept: the model's leads when
     the file names each of them once, else all (prepare then names what is missing or
@@ -437,9 +394,10 @@ def select(names: list[str] | None, channels: int, limits: Limits) -> tuple[list
         return everything, 0
     if names is None:
         return everything, len(limits.model_leads)
-    keys = [lead_key(name) for name in names]
-    wanted = {lead_key(lead) for lead in limits.model_leads}
-    if len(set(keys)) != len(keys) or not wanted <= set(keys):
+    keys = [canonical(name) for name in names]  # as prepare's select_leads matches them
+    wanted = {canonical(lead) for lead in limits.model_leads}
+    named = [k for k in keys if k is not None]
+    if len(set(named)) != len(named) or not wanted <= set(named):
         return everything, 0
     return [j for j, k in enumerate(keys) if k in wanted], len(wanted)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from scorer import leads as lead_names
 from scorer.errors import RejectedFile
-from scorer.readers import Recording
+from scorer.recording import Recording
 
 MAX_HEADER_BYTES = 1 << 20
 MAX_SIGNALS = 256
