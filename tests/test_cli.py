@@ -25,7 +25,8 @@ from scorer.errors import RejectedFile
 from scorer.prepare import Prepared
 from scorer_helpers import FakeContext
 
-from ecg_scorer import cli
+from ecg_scorer import cli, times
+from ecg_scorer.cli import context, redrive
 from ecg_scorer.local import stack
 
 TABLE = "predictions-test"
@@ -364,7 +365,7 @@ def test_upload_refuses_a_site_that_would_leave_the_prefix(
     with pytest.raises(SystemExit) as exit_:
         cli.main(["upload", str(ecg), "--site", "../x", "--device", "d", "--bucket", BUCKET])
     assert exit_.value.code == 2
-    assert "bad site '../x'" in capsys.readouterr().err
+    assert "site must be 1-64 letters" in capsys.readouterr().err
 
 
 def test_names_come_from_the_stack_outputs(ddb: Any) -> None:
@@ -420,7 +421,7 @@ def test_a_missing_table_name_says_where_to_give_it(
     ],
 )
 def test_times_are_iso_or_ages(text: str, expected: datetime) -> None:
-    assert cli.parse_time(text, NOW) == expected
+    assert times.parse_time(text, NOW) == expected
 
 
 def test_a_failed_export_leaves_no_file(ddb: Any, tmp_path: Path) -> None:
@@ -431,8 +432,8 @@ def test_a_failed_export_leaves_no_file(ddb: Any, tmp_path: Path) -> None:
 
 
 def test_auto_redrive_uses_the_sqs_move_task_only_on_aws() -> None:
-    assert cli.runs_on_aws(boto3.client("sqs", region_name="eu-west-1"))
-    assert not cli.runs_on_aws(boto3.client("sqs", endpoint_url="http://127.0.0.1:4566"))
+    assert redrive.runs_on_aws(boto3.client("sqs", region_name="eu-west-1"))
+    assert not redrive.runs_on_aws(boto3.client("sqs", endpoint_url="http://127.0.0.1:4566"))
 
 
 def stubbed_move_task(final: dict[str, Any]) -> tuple[Any, Stubber]:
@@ -465,7 +466,7 @@ def stubbed_move_task(final: dict[str, Any]) -> tuple[Any, Stubber]:
 def test_move_task_redrive_waits_and_reports_the_count() -> None:
     sqs, stub = stubbed_move_task({"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 13})
     waits: list[float] = []
-    moved = cli.redrive_move_task(sqs, "https://sqs/dlq", "https://sqs/q", sleep=waits.append)
+    moved = redrive.redrive_move_task(sqs, "https://sqs/dlq", "https://sqs/q", sleep=waits.append)
     assert moved == 13
     assert waits == [2.0]
     stub.assert_no_pending_responses()
@@ -474,8 +475,8 @@ def test_move_task_redrive_waits_and_reports_the_count() -> None:
 def test_a_failed_move_task_says_why() -> None:
     failed = {"Status": "FAILED", "ApproximateNumberOfMessagesMoved": 6, "FailureReason": "Denied"}
     sqs, _ = stubbed_move_task(failed)
-    with pytest.raises(cli.CliError, match="stopped after moving 6: Denied"):
-        cli.redrive_move_task(sqs, "https://sqs/dlq", "https://sqs/q", sleep=lambda _: None)
+    with pytest.raises(context.CliError, match="stopped after moving 6: Denied"):
+        redrive.redrive_move_task(sqs, "https://sqs/dlq", "https://sqs/q", sleep=lambda _: None)
 
 
 def test_move_task_cannot_stop_at_a_count(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
