@@ -62,12 +62,15 @@ def table(
     width: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> str:
-    """A fixed-width table whose last column wraps to the terminal's width (never cut).
+    """A fixed-width table whose last column wraps to the terminal's width (never cut);
+    columns empty in every row are left out.
 
     ``width`` defaults to the terminal's (80 when not a terminal is too narrow for most
     tables: then the last column wraps at its own width of at least MIN_WRAP_WIDTH).
     """
     headers = headers or {}
+    # A column empty in every row says nothing: its room goes to the wrapped last column.
+    columns = [c for c in columns[:-1] if any(cell(r.get(c)) for r in rows)] + [columns[-1]]
     names = [headers.get(c, c.upper()) for c in columns]
     cells = [[" ".join(cell(row.get(c), c).split()) for c in columns] for row in rows]
     widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]

@@ -70,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     bucket = argparse.ArgumentParser(add_help=False)
     bucket.add_argument("--bucket", help="ingest bucket (env ECG_SCORER_BUCKET)")
 
-    def add(name: str, run: str, parents: list[argparse.ArgumentParser], help: str, **kw: str):  # type: ignore[no-untyped-def]
-        p = commands.add_parser(name, parents=parents, help=help, description=help, **kw)
+    def add(
+        name: str, run: str, parents: list[argparse.ArgumentParser], help: str
+    ) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, parents=parents, help=help, description=help)
         p.set_defaults(run=run, parser=p)
         return p
 
@@ -160,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         "compare:cmd_compare",
         [table, shown],
-        "how two model versions differ on the same files",
+        "how two model versions differ on the same files: table or json for the summary, "
+        "csv or jsonl for one row per file",
     )
     p.add_argument(
         "--model-version",
@@ -173,11 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="only this device (needs --site)")
     _time_flags(p, "30d", "recording time")
     p.add_argument("--top", type=types.positive, default=10, help="largest changes to list (10)")
-    p.add_argument(
-        "--files",
-        action="store_true",
-        help="csv/json/jsonl: one row per file (both versions) instead of the summary",
-    )
 
     # -- feed
     p = add(
@@ -217,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=types.positive, default=10, help="the Lambda's (10)")
     p.add_argument(
         "--state",
-        help="resume file (default: build/rescore-<selection>.json beside the working folder)",
+        help="resume file (default: ~/.cache/ecg-scorer/rescore-<selection>.json)",
     )
     p.add_argument("--restart", action="store_true", help="ignore the resume file, start over")
 
