@@ -171,10 +171,10 @@ def index_page(title: str, entries: Sequence[Mapping[str, Any]], notes: Sequence
         )
         cells = []
         for column, _ in INDEX_COLUMNS:
-            text = _e(entry.get(column))
+            text = html.escape(render.cell(entry.get(column), column))
             if column == "file":
                 text = f'<a href="{link}">{text}</a>'
-            cells.append(f'<td data-sort="{_e(entry.get(column))}">{text}</td>')
+            cells.append(f'<td class="{column}" data-sort="{_e(entry.get(column))}">{text}</td>')
         rows.append(f"<tr><td>{thumb}</td>{''.join(cells)}</tr>")
     body = (
         f"<h1>{html.escape(title)}</h1>"
