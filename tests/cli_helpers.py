@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from scorer import store, uploads
 from scorer.budget import Budget
 from scorer.config import load_settings
@@ -38,6 +40,37 @@ LAMBDA_ENV = {
     "LOG_LEVEL": "INFO",
 }
 CLI_ENV = ("ECG_SCORER_TABLE", "ECG_SCORER_BUCKET", "ECG_SCORER_QUEUE_URL", "ECG_SCORER_DLQ_URL")
+
+
+def rgb(hex_colour: str) -> np.ndarray:
+    return np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+
+
+def share_near(pixels: np.ndarray, hex_colour: str, tolerance: int = 12) -> float:
+    """Fraction of pixels within ``tolerance`` of a colour on every channel."""
+    close = np.all(np.abs(pixels[..., :3].astype(int) - rgb(hex_colour)) <= tolerance, axis=-1)
+    return float(close.mean())
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def ecg_npz(seconds: float, fs: float = 250.0) -> bytes:
+    """Three leads of a regular rhythm, named, with its rate: what a device would upload."""
+    t = np.arange(int(seconds * fs)) / fs
+
+    def beat(at: float, width: float) -> np.ndarray:
+        return np.exp(-(((t % 0.8) - at) ** 2) / width)
+
+    lead_ii = 1.1 * beat(0.3, 2e-4) + 0.25 * beat(0.55, 2e-3) + 0.1 * beat(0.12, 1e-3)
+    signal = np.stack([0.7 * lead_ii, lead_ii, -0.6 * beat(0.3, 2e-4)], axis=1)
+    body = io.BytesIO()
+    np.savez(
+        body, signal=signal.astype(np.float32), fs=np.array(fs), leads=np.array(["I", "II", "V2"])
+    )
+    return body.getvalue()
 
 
 def stored(

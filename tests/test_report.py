@@ -4,7 +4,6 @@ Chromium from Debian's package) and the pictures checked by their pixels."""
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -14,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
-from cli_helpers import BUCKET, LAMBDA_ENV, NOW, TABLE, run
-from PIL import Image
+from cli_helpers import BUCKET, LAMBDA_ENV, NOW, TABLE, ecg_npz, pixels, run, share_near
 from scorer import readers, store, uploads
 from scorer.budget import Budget
 from scorer.config import load_settings
@@ -40,37 +37,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-
-
-def rgb(hex_colour: str) -> np.ndarray:
-    return np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
-
-
-def share_near(pixels: np.ndarray, hex_colour: str, tolerance: int = 12) -> float:
-    """Fraction of pixels within ``tolerance`` of a colour on every channel."""
-    close = np.all(np.abs(pixels[..., :3].astype(int) - rgb(hex_colour)) <= tolerance, axis=-1)
-    return float(close.mean())
-
-
-def pixels(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def ecg_npz(seconds: float, fs: float = 250.0) -> bytes:
-    """Three leads of a regular rhythm, named, with its rate: what a device would upload."""
-    t = np.arange(int(seconds * fs)) / fs
-
-    def beat(at: float, width: float) -> np.ndarray:
-        return np.exp(-(((t % 0.8) - at) ** 2) / width)
-
-    lead_ii = 1.1 * beat(0.3, 2e-4) + 0.25 * beat(0.55, 2e-3) + 0.1 * beat(0.12, 1e-3)
-    signal = np.stack([0.7 * lead_ii, lead_ii, -0.6 * beat(0.3, 2e-4)], axis=1)
-    body = io.BytesIO()
-    np.savez(
-        body, signal=signal.astype(np.float32), fs=np.array(fs), leads=np.array(["I", "II", "V2"])
-    )
-    return body.getvalue()
 
 
 def scored(
