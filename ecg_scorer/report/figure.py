@@ -195,7 +195,16 @@ def _strip(
         label = w.quality if w.probability is None else f"p={w.probability:.2f}"
         if w.probability is not None and w.quality != USABLE:
             label += f" ({w.quality})"
-        ax.text((x0 + x1) / 2, y0 + h / 2, label, fontsize=6, ha="center", va="center")
+        dark = w.probability is not None and not 0.2 < w.probability < 0.8
+        ax.text(
+            (x0 + x1) / 2,
+            y0 + h / 2,
+            label,
+            fontsize=6,
+            ha="center",
+            va="center",
+            color="white" if dark else "black",  # readable on the colour map's dark ends
+        )
 
 
 def _thumbnail(trace: Trace, start_s: float, row_s: float, path: Path) -> None:

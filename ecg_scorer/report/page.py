@@ -25,7 +25,8 @@ th { background: #f4f4f4; }
 th.sortable { cursor: pointer; user-select: none; }
 th.sortable::after { content: " \\2195"; color: #999; }
 img.ecg { max-width: 100%; border: 1px solid #ddd; }
-img.thumb { height: 48px; display: block; }
+img.thumb { width: 220px; height: auto; display: block; }
+#results td, #results th { white-space: nowrap; }
 .note { color: #8a5a00; }
 td.unusable { background: #eee; color: #555; }
 """
@@ -59,8 +60,8 @@ if (wanted) sortBy(wanted[1], wanted[2] === 'desc');
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape(render.cell(value), quote=True)
+def _e(value: Any, column: str = "") -> str:
+    return html.escape(render.cell(value, column), quote=True)
 
 
 def _data_uri(png: Path) -> str:
@@ -90,7 +91,7 @@ def report_page(
         f"<h1>{html.escape(name)}</h1>"
         f'<p><span class="outcome {html.escape(outcome)}" id="outcome">'
         f"{html.escape(outcome)}</span> "
-        f'probability <b id="probability">{_e(item.get("probability"))}</b> '
+        f'probability <b id="probability">{_e(item.get("probability"), "probability")}</b> '
         f"(threshold {_e(item.get('threshold'))}) &middot; model "
         f'<b id="model-version">{_e(item.get("model_version"))}</b> &middot; recorded '
         f"{_e(item.get('recorded_at'))} &middot; "
