@@ -126,30 +126,30 @@ def cmd_result(ctx: Context, out: TextIO) -> int:
 
 # ------------------------------------------------------------------ a time range
 
-# command -> (what the rows are called, the query, the S3 prefix its files are under)
+# command -> (what the rows are called, plural; the query; the S3 prefix of its files)
 Select = Callable[[Context, Any, str, datetime, datetime], Iterable[Item]]
 LISTS: dict[str, tuple[str, Select, Callable[[Any], str]]] = {
     "device": (
-        "result",
+        "results",
         lambda ctx, c, t, s, u: query.device_results(
             c, t, ctx.args.site, ctx.args.device, s, u, ctx.args.page_size
         ),
         lambda a: keys.prefix(a.site, a.device),
     ),
     "site": (
-        "result",
+        "results",
         lambda ctx, c, t, s, u: query.site_results(c, t, ctx.args.site, s, u, ctx.args.page_size),
         lambda a: keys.prefix(a.site),
     ),
     "anomalies": (
-        "anomaly",
+        "anomalies",
         lambda ctx, c, t, s, u: query.anomalies(
             c, t, s, u, ctx.args.min_probability, ctx.args.page_size
         ),
         lambda a: keys.prefix(),
     ),
     "rejected": (
-        "rejected file",
+        "rejected files",
         lambda ctx, c, t, s, u: query.rejected(c, t, s, u, ctx.args.page_size),
         lambda a: keys.prefix(),
     ),
@@ -189,16 +189,19 @@ def _range(ctx: Context) -> tuple[datetime, datetime]:
 
 def _empty_hint(ctx: Context, noun: str, prefix: str, since: datetime, until: datetime) -> str:
     """Why a range can be empty: it is about recording time; say how many uploads it holds."""
-    head = f"0 {noun}s for recording time in [{_t(since)}, {_t(until)})"
+    head = f"0 {noun} for recording time in [{_t(since)}, {_t(until)})"
     bucket = ctx.maybe_name("bucket")
     if bucket is None:
         return f"{head}; the range is the recording's time (recorded_at), not the upload's"
     uploaded, capped = objects.count_uploaded(
         ctx.client("s3"), bucket, prefix, since, until, UPLOAD_COUNT_MAX
     )
+    where = f"s3://{bucket}/{prefix}"
+    if not uploaded:
+        return f"{head}; nothing was uploaded in that range under {where} either"
     count = f"{'at least ' if capped else ''}{uploaded}"
     return (
-        f"{head}; {count} uploaded in range under s3://{bucket}/{prefix} "
+        f"{head}; {count} uploaded in range under {where} "
         "(recording times can be older than uploads: widen --since)"
     )
 
