@@ -108,21 +108,18 @@ def browse(chromium: str, url: str, tmp: Path, *what: str) -> subprocess.Complet
     )
 
 
+def report_of(name: str, out_dir: Path) -> Path:
+    """Run ``ecg-scorer report`` on a stored file; the page it wrote."""
+    key = f"incoming/stmarys/holter-7/{name}"
+    out = run("report", key, "--bucket", BUCKET, "--table", TABLE, "--out", str(out_dir))
+    return Path(out.split()[1])
+
+
 def test_report_draws_the_trace_on_ecg_paper_with_unusable_windows_marked(
     bucket: Any, tmp_path: Path
 ) -> None:
     scored(bucket, "rec.npz", [0.2, None, 0.91, 0.7], ["ok", "flat", "ok", "ok"])
-    out = run(
-        "report",
-        "incoming/stmarys/holter-7/rec.npz",
-        "--bucket",
-        BUCKET,
-        "--table",
-        TABLE,
-        "--out",
-        str(tmp_path),
-    )
-    html = Path(out.split()[1])
+    html = report_of("rec.npz", tmp_path)
     png = html.with_suffix(".png")
     assert html.is_file() and png.is_file()
     assert "rec.npz" not in html.name  # named by the file's hash: keys can carry patient data
@@ -143,17 +140,7 @@ def test_long_recordings_show_the_most_probable_strips_and_say_so(
     probabilities = [0.1] * 12
     probabilities[9] = 0.97
     scored(bucket, "long.npz", probabilities, seconds=120.0)
-    out = run(
-        "report",
-        "incoming/stmarys/holter-7/long.npz",
-        "--bucket",
-        BUCKET,
-        "--table",
-        TABLE,
-        "--out",
-        str(tmp_path),
-    )
-    text = Path(out.split()[1]).read_text()
+    text = report_of("long.npz", tmp_path).read_text()
     assert "showing 6 of 12 strips" in text
     windows = [figure.Window(10.0 * n, p, "ok") for n, p in enumerate(probabilities)]
     shown = figure.rows_to_show(windows, 12, 10.0)
@@ -163,17 +150,7 @@ def test_long_recordings_show_the_most_probable_strips_and_say_so(
 @pytest.mark.slow
 def test_report_page_in_a_real_browser(bucket: Any, tmp_path: Path, chromium: str) -> None:
     scored(bucket, "rec.npz", [0.2, None, 0.91, 0.7], ["ok", "flat", "ok", "ok"])
-    out = run(
-        "report",
-        "incoming/stmarys/holter-7/rec.npz",
-        "--bucket",
-        BUCKET,
-        "--table",
-        TABLE,
-        "--out",
-        str(tmp_path),
-    )
-    html = Path(out.split()[1])
+    html = report_of("rec.npz", tmp_path)
     shot = tmp_path / "shot.png"
     browse(chromium, html.as_uri(), tmp_path, "--window-size=1280,1400", f"--screenshot={shot}")
     page = pixels(shot)

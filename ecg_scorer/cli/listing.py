@@ -22,25 +22,11 @@ from ecg_scorer.cli.context import CliError, Context
 
 Item = dict[str, Any]
 
-# What a list shows: the columns every index projects (schema.INDEX_PROJECTION), plus the
-# file's hash (what logs name it by). The terminal table shows fewer, the file by its name.
-LIST_COLUMNS = (
-    "recorded_at",
-    "uploaded_at",
-    "site",
-    "device",
-    "bucket",
-    "key",
-    "file_hash",
-    "status",
-    "outcome",
-    "probability",
-    "label",
-    "windows",
-    "model_version",
-    "reason_code",
-    "reason",
-)
+# What a list shows: the columns every index projects (schema.INDEX_PROJECTION), where and
+# when first, plus the file's hash (what logs name it by). The terminal table shows fewer,
+# the file by its name.
+_FIRST = ("recorded_at", "uploaded_at", "site", "device", "bucket", "key", "file_hash")
+LIST_COLUMNS = _FIRST + tuple(c for c in schema.INDEX_PROJECTION if c not in _FIRST)
 TABLE_COLUMNS = (
     "recorded_at",
     "site",

@@ -117,7 +117,8 @@ def _load_s3_json(s3: Any, uri: str) -> dict[str, Any]:
 
 
 def _object_metadata(raw: dict[str, str]) -> dict[str, str]:
-    """S3 user metadata with the readers' key spellings (what the Lambda does)."""
+    """S3 user metadata with the readers' key spellings, as scorer.app reads it (its copy
+    cannot be imported here: importing scorer.app starts the Lambda's clients)."""
     out = {}
     for key, value in raw.items():
         norm = readers.META_ALIASES.get(key.lower().replace("-", "_"))
