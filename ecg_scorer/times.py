@@ -38,8 +38,3 @@ def time_range(since: str, until: str, now: datetime | None = None) -> tuple[dat
     if start >= end:
         raise ValueError(f"--since ({since}) must be before --until ({until})")
     return start, end
-
-
-def iso(moment: datetime) -> str:
-    """A time as people read it in a report: 2026-11-27 08:30:00 UTC."""
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"

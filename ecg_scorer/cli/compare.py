@@ -115,15 +115,13 @@ def cmd_compare(ctx: Context, out: TextIO) -> int:
     if len(args.model_version) != 2 or args.model_version[0] == args.model_version[1]:
         raise ValueError("give --model-version twice, with two different versions (A, then B)")
     version_a, version_b = args.model_version
-    since = args.since or query.EARLIEST
-    if since >= args.until:
-        raise ValueError("--since must be before --until")
+    since, until = ctx.time_range()
     versions = ("model_version IN (:va, :vb)", {":va": version_a, ":vb": version_b})
     found = query.entries(
         ctx.client("dynamodb"),
         ctx.name("table"),
         since,
-        args.until,
+        until,
         args.site,
         args.device,
         args.page_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -22,6 +23,8 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
 )
+
+from ecg_scorer import query
 
 # resource -> (CloudFormation output of template.yaml, environment variable, flag)
 RESOURCES = {
@@ -63,6 +66,14 @@ class Context:
         if service not in self._clients:
             self._clients[service] = self.session.client(service, config=CLIENT_CONFIG)
         return self._clients[service]
+
+    def time_range(self) -> tuple[datetime, datetime]:
+        """``[--since, --until)`` of recording time; no --since means all time. ValueError
+        (a usage mistake) when the range is empty."""
+        since = self.args.since or query.EARLIEST
+        if since >= self.args.until:
+            raise ValueError(f"--since must be before --until ({since:%Y-%m-%dT%H:%M:%SZ} is not)")
+        return since, self.args.until
 
     def stack_outputs(self) -> dict[str, str]:
         if self._outputs is None:

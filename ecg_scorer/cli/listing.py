@@ -144,7 +144,7 @@ LISTS: dict[str, tuple[str, Select, Callable[[Any], str]]] = {
 
 def cmd_list(ctx: Context, out: TextIO) -> int:
     """device, site, anomalies, rejected: the command's query over a time range, listed."""
-    since, until = _range(ctx)
+    since, until = ctx.time_range()
     noun, select, prefix = LISTS[ctx.args.command]
     found = iter(select(ctx, ctx.client("dynamodb"), ctx.name("table"), since, until))
     shown = [derived(item) for item in itertools.islice(found, ctx.args.limit)]
@@ -164,13 +164,6 @@ def cmd_list(ctx: Context, out: TextIO) -> int:
     if not shown:
         print(_empty_hint(ctx, noun, prefix(ctx.args), since, until), file=sys.stderr)
     return 0
-
-
-def _range(ctx: Context) -> tuple[datetime, datetime]:
-    since = ctx.args.since or query.EARLIEST
-    if since >= ctx.args.until:
-        raise ValueError(f"--since must be before --until ({since:%Y-%m-%dT%H:%M:%SZ} is not)")
-    return since, ctx.args.until
 
 
 def _empty_hint(ctx: Context, noun: str, prefix: str, since: datetime, until: datetime) -> str:
@@ -237,7 +230,7 @@ def cmd_resolve(ctx: Context, out: TextIO) -> int:
     wanted = ctx.args.hash.strip().lower()
     if len(wanted) != 16 or any(ch not in "0123456789abcdef" for ch in wanted):
         raise ValueError(f"{ctx.args.hash!r} is not a file hash: 16 hex digits, as logs carry")
-    since, until = _range(ctx)
+    since, until = ctx.time_range()
     table = ctx.name("table")
     rows = [
         derived(item)
@@ -275,7 +268,7 @@ def cmd_resolve(ctx: Context, out: TextIO) -> int:
 
 
 def cmd_export(ctx: Context, out: TextIO) -> int:
-    since, until = _range(ctx)
+    since, until = ctx.time_range()
     items = query.export(
         ctx.client("dynamodb"), ctx.name("table"), since, until, ctx.args.page_size
     )

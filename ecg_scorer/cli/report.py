@@ -96,11 +96,9 @@ def cmd_report(ctx: Context, out: TextIO) -> int:
 
 def _anomalies(ctx: Context, out: TextIO, out_dir: Path) -> int:
     args = ctx.args
-    since = args.since or query.EARLIEST
-    if since >= args.until:
-        raise ValueError("--since must be before --until")
+    since, until = ctx.time_range()
     client, table = ctx.client("dynamodb"), ctx.name("table")
-    found = iter(query.anomalies(client, table, since, args.until, args.min_probability))
+    found = iter(query.anomalies(client, table, since, until, args.min_probability))
     chosen = list(itertools.islice(found, args.limit))
     more = sum(1 for _ in found)
     s3, model = ctx.client("s3"), data.Model.from_env()
@@ -112,7 +110,7 @@ def _anomalies(ctx: Context, out: TextIO, out_dir: Path) -> int:
         entries.append({**row, "page": html.name, "thumbnail": thumb.name if thumb else None})
         progress.count(n, len(chosen))
     progress.finish()
-    notes = [f"recording time {since:%Y-%m-%d %H:%M} to {args.until:%Y-%m-%d %H:%M} UTC"]
+    notes = [f"recording time {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"]
     if more:
         notes.append(f"showing {len(chosen)} of {len(chosen) + more} (use --limit)")
     index = out_dir / "index.html"
