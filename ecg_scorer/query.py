@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,13 +21,17 @@ Item = dict[str, Any]
 _deserializer = TypeDeserializer()
 _serializer = TypeSerializer()
 
-# Attributes that exist for the table's keys, not for people.
+# Attributes that exist for the table's keys or its conditional write, not for people.
 KEY_ATTRIBUTES = frozenset(
-    {schema.PK, schema.SK} | {a for pair in schema.INDEXES.values() for a in pair}
+    {schema.PK, schema.SK, "s3_sequencer_sortable"}
+    | {a for pair in schema.INDEXES.values() for a in pair}
 )
+# Recording times the pipeline stores (scorer.events.parse_time): "all time" for a query.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
-def _decode(raw: dict[str, Any]) -> Item:
+def decode_item(raw: dict[str, Any]) -> Item:
+    """One item as DynamoDB's low-level API returns it -> a plain dict (numbers as Decimal)."""
     return {k: _deserializer.deserialize(v) for k, v in raw.items()}
 
 
@@ -36,7 +40,7 @@ def paged_query(client: Any, page_size: int | None = None, **request: Any) -> It
     config = {"PageSize": page_size} if page_size else {}
     for page in client.get_paginator("query").paginate(**request, PaginationConfig=config):
         for raw in page.get("Items", []):
-            yield _decode(raw)
+            yield decode_item(raw)
 
 
 def _range_query(
@@ -92,8 +96,9 @@ def file_results(client: Any, table: str, bucket: str, key: str) -> list[Item]:
     )
 
 
-def devices(client: Any, table: str, site: str | None = None) -> list[tuple[str, str]]:
-    """(site, device) of every device that has sent a file, or of one site's, sorted."""
+def registry(client: Any, table: str, site: str | None = None) -> list[Item]:
+    """The registry items (site, device, first_seen) of every device that has sent a file,
+    or of one site's, sorted by site and device."""
     request: dict[str, Any] = {
         "TableName": table,
         "KeyConditionExpression": "#pk = :pk",
@@ -104,7 +109,12 @@ def devices(client: Any, table: str, site: str | None = None) -> list[tuple[str,
         request["KeyConditionExpression"] += " AND begins_with(#sk, :site)"
         request["ExpressionAttributeNames"]["#sk"] = schema.SK
         request["ExpressionAttributeValues"][":site"] = {"S": f"{site}/"}
-    return [(item["site"], item["device"]) for item in paged_query(client, **request)]
+    return list(paged_query(client, **request))
+
+
+def devices(client: Any, table: str, site: str | None = None) -> list[tuple[str, str]]:
+    """(site, device) of every device that has sent a file, or of one site's, sorted."""
+    return [(item["site"], item["device"]) for item in registry(client, table, site)]
 
 
 def device_results(
@@ -193,6 +203,52 @@ def rejected(
     return _outcome_days(client, table, schema.BY_REJECTED_DAY, since, until, page_size)
 
 
+def entries(
+    client: Any,
+    table: str,
+    since: datetime,
+    until: datetime,
+    site: str | None = None,
+    device: str | None = None,
+    page_size: int | None = None,
+    extra_filter: tuple[str, dict[str, Any]] | None = None,
+    deviceless: bool = True,
+) -> Iterator[Item]:
+    """Index entries (the list columns) of every result in [since, until), oldest first.
+
+    One device, a site's devices, or every registered device plus (``deviceless``) the
+    rejected files that name no device: they are in no device's index.
+    """
+    _check_range(since, until)
+    if device is not None and site is None:
+        raise ValueError("a device needs its site (--site)")
+    chosen = [(site, device)] if site and device else devices(client, table, site)
+    streams: list[Iterable[Item]] = [
+        _range_query(
+            client,
+            table,
+            schema.BY_DEVICE,
+            schema.device_key(s, d),
+            since,
+            until,
+            False,
+            page_size,
+            extra_filter,
+        )
+        for s, d in chosen
+    ]
+    if site is None and deviceless:
+        rejected_newest_first = _outcome_days(
+            client, table, schema.BY_REJECTED_DAY, since, until, page_size, extra_filter
+        )
+        streams.append(
+            item
+            for item in reversed(list(rejected_newest_first))
+            if not (item.get("site") and item.get("device"))
+        )
+    return heapq.merge(*streams, key=_at)
+
+
 def export(
     client: Any,
     table: str,
@@ -203,21 +259,42 @@ def export(
     """Pattern 5: every full result in [since, until), oldest first.
 
     Every registered device's results merged by time, plus the rejected files that name no
-    device (they are in no device's index); each index entry's full item is then read from
-    the table in batches.
+    device; each index entry's full item is then read from the table in batches.
     """
-    _check_range(since, until)
-    per_device: list[Iterable[Item]] = [
-        device_results(client, table, site, device, since, until, page_size, newest_first=False)
-        for site, device in devices(client, table)
-    ]
-    deviceless = (  # in no device's index: rejected before its site and device were known
-        item
-        for item in reversed(list(rejected(client, table, since, until, page_size)))
-        if not (item.get("site") and item.get("device"))
+    return full_items(client, table, entries(client, table, since, until, page_size=page_size))
+
+
+DEVICELESS_SEARCH = timedelta(days=31)
+
+
+def find_hash(
+    client: Any,
+    table: str,
+    file_hash: str,
+    since: datetime = EARLIEST,
+    until: datetime | None = None,
+    site: str | None = None,
+    device: str | None = None,
+) -> list[Item]:
+    """Index entries of the file whose hash (``schema.file_hash``, the end of at_key) is
+    ``file_hash``: one Query per device, filtered server-side, never a Scan.
+
+    Rejected files that name no device sit in one partition per day: they are searched
+    over at most the range's last 31 days.
+    """
+    until = until or datetime.now(UTC)
+    wanted = f"#{file_hash.strip().lower()}"
+    by_hash = ("contains(at_key, :hash)", {":hash": wanted})
+    found = list(
+        entries(client, table, since, until, site, device, extra_filter=by_hash, deviceless=False)
     )
-    entries = heapq.merge(*per_device, deviceless, key=_at)
-    return full_items(client, table, entries)
+    if site is None:
+        recent = max(since, until - DEVICELESS_SEARCH)
+        rejected_days = _outcome_days(
+            client, table, schema.BY_REJECTED_DAY, recent, until, None, by_hash
+        )
+        found += [item for item in rejected_days if not (item.get("site") and item.get("device"))]
+    return [item for item in found if str(item.get("at_key", "")).endswith(wanted)]
 
 
 BATCH_GET_MAX = 100  # DynamoDB's BatchGetItem limit
@@ -242,7 +319,7 @@ def _batch_get(client: Any, table: str, entries: list[Item]) -> list[Item]:
     while pending:
         page = client.batch_get_item(RequestItems=pending)
         for raw in page.get("Responses", {}).get(table, []):
-            item = _decode(raw)
+            item = decode_item(raw)
             found[(item[schema.PK], item[schema.SK])] = item
         pending = page.get("UnprocessedKeys") or {}
     # An item deleted between the index read and now is left out.
