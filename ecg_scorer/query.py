@@ -26,7 +26,7 @@ KEY_ATTRIBUTES = frozenset(
     {schema.PK, schema.SK, "s3_sequencer_sortable"}
     | {a for pair in schema.INDEXES.values() for a in pair}
 )
-# Recording times the pipeline stores (scorer.events.parse_time): "all time" for a query.
+# Recording times the pipeline stores (scorer.uploads.parse_time): "all time" for a query.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 

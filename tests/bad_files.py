@@ -210,12 +210,9 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
             "python objects",
         ),
         BadFile("truncated.npz", _npz(signals=good)[:300], "bad_npz", "corrupt"),
-        BadFile(
-            "record.hea", b"100 2 360 650000\n", "format_not_supported_yet", "not supported yet"
-        ),
-        BadFile(
-            "record.edf", b"0       " + b" " * 300, "format_not_supported_yet", "not supported yet"
-        ),
+        # Read header first by the Lambda's intake (scorer.records), not by readers.
+        BadFile("record.hea", b"100 2 360 650000\n", "bad_wfdb_header", "0 signal lines follow"),
+        BadFile("record.edf", b"0       " + b" " * 300, "bad_edf_header", "number of signals"),
         BadFile("notes.txt", b"I,II,V2\n1,2,3\n", "unsupported_ext", "accepted"),
         BadFile("no_extension", good_json, "no_ext", "extension"),
         BadFile("upload.csv.gz", b"\x1f\x8b\x08\x00", "unsupported_ext", ".gz"),

@@ -15,10 +15,10 @@ from PIL import Image
 from scorer import store, uploads
 from scorer.budget import Budget
 from scorer.config import load_settings
-from scorer.endpoint import FileScore
 from scorer.errors import RejectedFile
 from scorer.prepare import Prepared
 from scorer.quality import Verdict
+from scorer.window_results import WindowResults, summary_of
 from scorer_helpers import FakeContext
 
 from ecg_scorer import cli
@@ -29,12 +29,14 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 # The Lambda's settings (as template.yaml sets them) that the store's items record.
 LAMBDA_ENV = {
     "PREDICTIONS_TABLE": TABLE,
+    "SCORING_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/scoring",
     "ENDPOINT_NAME": "cnn1d-lstm-ecg-v1",
     "MODEL_VERSION": "cnn1d_lstm_ecg_v1",
     "MODEL_LEADS": "I,II,V2",
     "MODEL_SAMPLING_RATE_HZ": "200",
     "WINDOW_SAMPLES": "2000",
     "MAX_FILE_BYTES": "26214400",
+    "MAX_RECORDING_BYTES": "4294967296",
     "MAX_PAYLOAD_BYTES": "4000000",
     "POWERTOOLS_SERVICE_NAME": "ecg-scorer",
     "POWERTOOLS_METRICS_NAMESPACE": "EcgScorer",
@@ -119,8 +121,9 @@ def stored(
             duration_s=20.0,
             verdicts=[Verdict(), Verdict()],
         )
-        score = FileScore(probabilities=[probability, 0.05], threshold=0.5)
-        item = store.scored_item(ref, facts, prepared, score, settings, scored_at)
+        results = WindowResults.of(prepared, [probability, 0.05])
+        summary = summary_of(prepared, 0.5)
+        item = store.scored_item(ref, facts, results, summary, settings, scored_at)
     context = FakeContext()
     budget = Budget(context, sleep=context.sleep)
     if site and device:

@@ -28,7 +28,7 @@ from types import SimpleNamespace  # noqa: E402
 import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
-from scorer_helpers import BUCKET, ENV, create_table  # noqa: E402
+from scorer_helpers import BUCKET, ENV, QUEUE, create_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ECG = REPO.parent / "shared" / "data" / "ecg"
@@ -76,10 +76,12 @@ def aws(monkeypatch):  # type: ignore[no-untyped-def]
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        sqs.create_queue(QueueName=QUEUE)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         create_table(dynamodb)
-        yield SimpleNamespace(s3=s3, dynamodb=dynamodb)
+        yield SimpleNamespace(s3=s3, dynamodb=dynamodb, sqs=sqs)
 
 
 @pytest.fixture

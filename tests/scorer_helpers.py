@@ -25,15 +25,19 @@ from ecg_scorer.local.stack import load_template, table_definition
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "ecg-ingest-test"
 TABLE = "PredictionsTable-test"
+QUEUE = "scoring-test"
+QUEUE_URL = f"https://sqs.us-east-1.amazonaws.com/123456789012/{QUEUE}"  # as moto names it
 MODEL_VERSION = "cnn1d_lstm_ecg_v1"
 ENV = {
     "PREDICTIONS_TABLE": TABLE,
+    "SCORING_QUEUE_URL": QUEUE_URL,
     "ENDPOINT_NAME": "ecg-cnn1d-lstm-serverless",
     "MODEL_VERSION": MODEL_VERSION,
     "MODEL_LEADS": "I,II,V2",
     "MODEL_SAMPLING_RATE_HZ": "200",
     "WINDOW_SAMPLES": "2000",
     "MAX_FILE_BYTES": "3000000",
+    "MAX_RECORDING_BYTES": str(4 * 2**30),
     "MAX_PAYLOAD_BYTES": str(4 * 1024 * 1024 - 64 * 1024),
     "POWERTOOLS_SERVICE_NAME": "ecg-scorer",
     "POWERTOOLS_METRICS_NAMESPACE": "EcgScorer",
@@ -277,7 +281,7 @@ def run_batch(
 ) -> dict:
     """The handler's whole batch with moto's S3 and table and the given endpoint client."""
     context = context or FakeContext()
-    clients = app.Clients(aws.s3, dynamodb or aws.dynamodb, runtime)
+    clients = app.Clients(aws.s3, dynamodb or aws.dynamodb, runtime, aws.sqs)
     return app.process_batch(event, context, clients, settings or app.SETTINGS, sleep=context.sleep)
 
 

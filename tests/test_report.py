@@ -18,8 +18,8 @@ from cli_helpers import BUCKET, LAMBDA_ENV, NOW, TABLE, ecg_npz, pixels, run, sh
 from scorer import readers, store, uploads
 from scorer.budget import Budget
 from scorer.config import load_settings
-from scorer.endpoint import FileScore
 from scorer.prepare import prepare
+from scorer.window_results import WindowResults, summary_of
 from scorer_helpers import FakeContext
 
 from ecg_scorer.report import figure
@@ -65,7 +65,8 @@ def scored(
     )
     facts = uploads.FileFacts(site=site, device="holter-7", format="npz")
     usable = [p if p is not None else 0.0 for p in probabilities]
-    item = store.scored_item(ref, facts, prepared, FileScore(usable, 0.5), settings, NOW)
+    results = WindowResults.of(prepared, usable)
+    item = store.scored_item(ref, facts, results, summary_of(prepared, 0.5), settings, NOW)
     if quality is not None:  # what the signal-quality check adds: None for unusable windows
         item["window_quality"] = quality
         item["window_probabilities"] = [

@@ -13,7 +13,6 @@ from botocore.exceptions import ReadTimeoutError
 from moto import mock_aws
 from scorer import schema
 from scorer.budget import DYNAMODB_ATTEMPT_S, Budget
-from scorer.endpoint import FileScore
 from scorer.errors import RejectedFile, SystemFault, TransientError
 from scorer.prepare import Prepared
 from scorer.quality import Verdict
@@ -24,6 +23,7 @@ from scorer.store import (
     sortable_sequencer,
 )
 from scorer.uploads import FileFacts, FileRef
+from scorer.window_results import WindowResults, summary_of
 from scorer_helpers import (
     TABLE,
     FakeContext,
@@ -64,12 +64,12 @@ def _scored(
         38.4,
         verdicts=[Verdict()] * len(probabilities),
     )
-    score = FileScore(probabilities, 0.5)
+    results = WindowResults.of(prepared, probabilities)
     return scored_item(
         _ref(sequencer),
         FileFacts(site="site-a", device="holter-01", format="csv", **facts),  # type: ignore[arg-type]
-        prepared,
-        score,
+        results,
+        summary_of(prepared, 0.5),
         SETTINGS,
         datetime(2026, 11, 27, 3, 1, tzinfo=UTC),
     )

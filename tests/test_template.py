@@ -355,32 +355,47 @@ def test_invoke_endpoint_is_granted_on_the_one_endpoint(cfn: dict[str, Any]) -> 
     assert not re.fullmatch(pattern, "Ecg-Prod")
 
 
-def test_s3_read_is_limited_to_incoming(cfn: dict[str, Any]) -> None:
-    statement = statement_for(cfn, "s3:GetObject")
-    assert set(as_list(statement["Action"])) == {"s3:GetObject", "s3:GetObjectVersion"}
-    assert resolve(statement["Resource"], cfn) == f"arn:aws:s3:::{EXPECTED_BUCKET}/incoming/*"
+def test_s3_access_is_read_uploads_and_write_only_the_pipelines_own_prefixes(
+    cfn: dict[str, Any],
+) -> None:
+    bucket = f"arn:aws:s3:::{EXPECTED_BUCKET}"
+    read = statement_for(cfn, "s3:GetObject")
+    assert set(as_list(read["Action"])) == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert resolve(read["Resource"], cfn) == [f"{bucket}/incoming/*", f"{bucket}/work/*"]
+    write = statement_for(cfn, "s3:PutObject")
+    # Never under incoming/: nothing the pipeline writes can trigger it or touch an upload.
+    assert resolve(write["Resource"], cfn) == [f"{bucket}/results/*", f"{bucket}/work/*"]
+    listing = statement_for(cfn, "s3:ListBucket")
+    assert resolve(listing["Resource"], cfn) == bucket
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
     granted = {a for s in statements(cfn) for a in as_list(s["Action"]) if a.startswith("s3:")}
-    assert granted == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert granted == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"}
 
 
-def test_table_writes_are_limited_to_the_one_table(cfn: dict[str, Any]) -> None:
+def test_table_access_is_limited_to_the_one_table(cfn: dict[str, Any]) -> None:
     statement = statement_for(cfn, "dynamodb:PutItem")
     assert statement["Resource"] == {"Fn::GetAtt": ["PredictionsTable", "Arn"]}
-    # functions/scorer/store.py writes with one conditional PutItem and reads nothing back.
-    assert as_list(statement["Action"]) == ["dynamodb:PutItem"]
+    # Conditional PutItems (results), UpdateItem (a long recording's set of done chunks),
+    # GetItem (a job or a record's item, where a decision depends on it): no Query, no Scan.
     granted = {
         a for s in statements(cfn) for a in as_list(s["Action"]) if a.startswith("dynamodb:")
     }
-    assert granted == {"dynamodb:PutItem"}
+    assert granted == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
 
 
-def test_queue_consumption_is_limited_to_the_scoring_queue(cfn: dict[str, Any]) -> None:
+def test_queue_access_is_limited_to_the_scoring_queue(cfn: dict[str, Any]) -> None:
     statement = statement_for(cfn, "sqs:ReceiveMessage")
     assert statement["Resource"] == {"Fn::GetAtt": ["ScoringQueue", "Arn"]}
-    # Exactly what the Lambda SQS event source needs; the function itself makes no SQS call
-    # (no ChangeMessageVisibility: failed messages go back through batchItemFailures).
+    send = statement_for(cfn, "sqs:SendMessage")  # chunk orders and second looks, to itself
+    assert send["Resource"] == {"Fn::GetAtt": ["ScoringQueue", "Arn"]}
+    # No ChangeMessageVisibility: failed messages go back through batchItemFailures.
     granted = {a for s in statements(cfn) for a in as_list(s["Action"]) if a.startswith("sqs:")}
-    assert granted == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    assert granted == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+    }
     logs = statement_for(cfn, "logs:PutLogEvents")
     assert logs["Resource"] == {"Fn::GetAtt": ["ScoreFunctionLogGroup", "Arn"]}
 

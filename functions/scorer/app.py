@@ -37,7 +37,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from scorer import endpoint, events, intake, schema, store
+from scorer import endpoint, events, fanout, intake, keys, objects, schema, store
 from scorer.budget import (
     DYNAMODB_CONNECT_S,
     DYNAMODB_READ_S,
@@ -51,8 +51,10 @@ from scorer.budget import (
 )
 from scorer.config import Settings, load_settings
 from scorer.errors import RejectedFile, ScorerError, SystemFault, TransientError
+from scorer.fanout import ChunkOrder
 from scorer.prepare import Prepared
 from scorer.uploads import FileFacts, FileRef
+from scorer.window_results import Summary, WindowResults, summary_of
 
 logger = Logger()
 tracer = Tracer()
@@ -90,6 +92,7 @@ DYNAMODB = boto3.client(
         max_pool_connections=IO_THREADS,
     ),
 )
+SQS = boto3.client("sqs", config=Config(connect_timeout=3, read_timeout=10, retries=_NO_RETRY))
 # A serverless container has 60 s to answer; a little more for the network.
 SAGEMAKER_RUNTIME = boto3.client(
     "sagemaker-runtime",
@@ -104,6 +107,7 @@ class Clients:
     s3: Any
     dynamodb: Any
     runtime: Any
+    sqs: Any = None  # chunk orders and second looks (only long or multi-part recordings)
 
 
 @dataclass
@@ -113,6 +117,9 @@ class Job:
     message_id: str
     ref: FileRef
     facts: FileFacts = field(default_factory=FileFacts)
+    order: ChunkOrder | None = None  # a chunk of a long recording
+    looks: int = 0  # earlier looks at an upload waiting for its record's other parts
+    gathered: intake.Gathered | None = None
     prepared: Prepared | None = None
     score: endpoint.FileScore | None = None
     rejection: RejectedFile | None = None
@@ -128,7 +135,8 @@ class Job:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_batch(event, context, Clients(S3, DYNAMODB, SAGEMAKER_RUNTIME), SETTINGS)
+    clients = Clients(S3, DYNAMODB, SAGEMAKER_RUNTIME, SQS)
+    return process_batch(event, context, clients, SETTINGS)
 
 
 def process_batch(
@@ -148,6 +156,8 @@ def process_batch(
     jobs: list[Job] = []
     for message in events.messages(event):
         jobs.extend(Job(message.message_id, ref) for ref in message.refs)
+        jobs.extend(Job(message.message_id, o.ref, o.facts, order=o) for o in message.chunks)
+        jobs.extend(Job(message.message_id, r.ref, looks=r.attempt) for r in message.rechecks)
         if message.problem is not None:
             # Not an S3 notification, or a malformed record: back to the queue, and after 5
             # receives to the DLQ where a person can look at it (nothing dropped silently).
@@ -166,15 +176,16 @@ def process_batch(
         def finish(round_jobs: list[Job]) -> None:
             scoring.score(round_jobs)
             writes.extend(
-                pool.submit(write_isolated, job, clients.dynamodb, settings, store_budget)
+                pool.submit(write_isolated, job, clients, settings, store_budget)
                 for job in round_jobs
             )
 
         round_jobs: list[Job] = []
         windows = 0
-        for job, read in prefetched(pool, jobs, clients.s3, settings, budget):
+        records: set[tuple[str, str, str | None]] = set()  # scored in this batch already
+        for job, read in prefetched(pool, jobs, clients, settings, budget):
             with file_context(job):
-                isolated(job, "preparing", read_and_prepare, job, read, settings)
+                isolated(job, "preparing", read_and_prepare, job, read, settings, records)
             round_jobs.append(job)
             windows += len(job.prepared.windows) if job.prepared is not None else 0
             if windows >= round_windows:
@@ -243,45 +254,65 @@ Read = Future | ScorerError  # a pending S3 read, or why the file was never read
 
 
 def prefetched(
-    pool: ThreadPoolExecutor, jobs: list[Job], s3: Any, settings: Settings, budget: Budget
+    pool: ThreadPoolExecutor, jobs: list[Job], clients: Clients, settings: Settings, budget: Budget
 ) -> Iterator[tuple[Job, Read]]:
     """Each job with its read, in order, while the next reads run in the pool.
 
     A read starts only while the bytes read and not yet prepared stay under PREFETCH_BYTES
-    (by the event's sizes); a larger file is read alone.
+    (by the event's sizes; a chunk counts as a whole chunk); a larger file is read alone.
     """
     queue: deque[tuple[Job, Read, int]] = deque()
     reserved = 0
     for job in jobs:
-        try:
-            intake.check_name(job.ref, job.facts, settings)
-        except ScorerError as error:
-            queue.append((job, error, 0))
-            continue
-        size = max(job.ref.size_bytes, 1)
+        if job.order is None:
+            try:
+                intake.check_name(job.ref, job.facts, settings)
+            except ScorerError as error:
+                queue.append((job, error, 0))
+                continue
+        size = fanout.CHUNK_BYTES if job.order is not None else max(job.ref.size_bytes, 1)
         while queue and reserved + size > PREFETCH_BYTES:
             done, read, held = queue.popleft()
             reserved -= held
             yield done, read
-        queue.append((job, pool.submit(_fetch_in_thread, job, s3, settings, budget), size))
+        queue.append((job, pool.submit(_gather_in_thread, job, clients, settings, budget), size))
         reserved += size
     while queue:
         done, read, _ = queue.popleft()
         yield done, read
 
 
-def _fetch_in_thread(job: Job, s3: Any, settings: Settings, budget: Budget) -> intake.Fetched:
+def _gather_in_thread(
+    job: Job, clients: Clients, settings: Settings, budget: Budget
+) -> tuple[FileRef, intake.Gathered]:
     with file_context(job):
-        return intake.fetch(job.ref, s3, settings, budget)
+        return intake.gather(job.ref, job.order, clients.s3, clients.dynamodb, settings, budget)
 
 
 @tracer.capture_method(capture_response=False)
-def read_and_prepare(job: Job, read: Read, settings: Settings) -> None:
-    """Check and prepare one file once read; sets job.prepared, job.rejection or job.failure."""
+def read_and_prepare(
+    job: Job, read: Read, settings: Settings, records: set[tuple[str, str, str | None]]
+) -> None:
+    """Check and prepare one file once read; sets job.prepared, job.rejection or job.failure
+    (or job.gathered, for what is not prepared now: a fan-out, a wait, nothing to do)."""
     try:
         if isinstance(read, ScorerError):
             raise read
-        job.prepared = intake.prepare_file(job.ref, job.facts, read.result(), settings)
+        job.ref, job.gathered = read.result()
+        gathered = job.gathered
+        if job.order is None and isinstance(gathered, intake.Whole | intake.Read | intake.Long):
+            # Two parts of one record can both find it whole in one batch: score it once.
+            record = (job.ref.bucket, job.ref.key, job.ref.sequencer)
+            if record in records:
+                job.gathered = intake.Nothing("the same record as another message of the batch")
+                return
+            records.add(record)
+        if isinstance(gathered, intake.Long):
+            plan = gathered.opened.plan
+            file_meta = {"recorded_at": plan.recorded_at} if plan.recorded_at else {}
+            intake.facts_from(job.facts, file_meta, gathered.opened.metadata)
+        elif isinstance(gathered, intake.Whole | intake.Read):
+            job.prepared = intake.prepare_file(job.ref, job.facts, gathered, settings)
     except RejectedFile as rejection:
         job.rejection = rejection
         # The cause's type (e.g. zlib error for a corrupt .npz) helps; its text may quote data.
@@ -346,37 +377,140 @@ class Scoring:
                 job.prepared.windows = job.prepared.windows[:0]
 
 
-def write_isolated(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
+def write_isolated(job: Job, clients: Clients, settings: Settings, budget: Budget) -> None:
     """:func:`write` in a pool thread, its errors kept to its file."""
     with file_context(job):
-        isolated(job, "storing", write, job, dynamodb, settings, budget)
+        isolated(job, "storing", write, job, clients, settings, budget)
 
 
-def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
-    """One item per file: SCORED or REJECTED; nothing for a failed file (it is retried)."""
+MAX_LOOKS = 4  # a WFDB record's parts get 4 looks, 15 min apart, to arrive (1 h in all)
+LOOK_DELAY_S = 900  # SQS's longest message delay
+
+
+def write(job: Job, clients: Clients, settings: Settings, budget: Budget) -> None:
+    """What the job's outcome calls for: an item (SCORED or REJECTED), a chunk's results, the
+    chunk orders of a long recording, or another look later; nothing for a failed job (its
+    message is retried)."""
     if job.failure is not None:
         return
     now = datetime.now(UTC)
-    if job.rejection is not None:
+    gathered = job.gathered
+    item: dict[str, Any] | None
+    if job.order is not None:
+        item = _chunk_done(job, clients, settings, budget)
+        if item is None:
+            return
+    elif job.rejection is not None:
         item = store.rejected_item(job.ref, job.facts, job.rejection, settings, now)
+    elif isinstance(gathered, intake.Nothing):
+        logger.info("nothing to store", extra={"why": gathered.why})
+        return
+    elif isinstance(gathered, intake.Waiting):
+        item = _waiting(job, gathered, clients, settings, budget)
+        if item is None:
+            return
+    elif isinstance(gathered, intake.Long):
+        work = fanout.orders(job.ref, job.facts, gathered.opened, gathered.header, settings)
+        if fanout.start(clients.dynamodb, clients.sqs, settings, work, budget):
+            count("FilesFannedOut")
+            count("ChunksOrdered", len(work))
+            logger.info("long recording fanned out", extra={"chunks": len(work)})
+        return
     elif job.prepared is not None and job.score is not None:
-        item = store.scored_item(job.ref, job.facts, job.prepared, job.score, settings, now)
+        results = WindowResults.of(job.prepared, job.score.probabilities)
+        summary = summary_of(job.prepared, job.score.threshold)
+        uri = None
+        if len(results) > store.INLINE_WINDOWS:
+            uri = _keep_windows(job, results, summary, clients.s3, settings, budget)
+        item = store.scored_item(job.ref, job.facts, results, summary, settings, now, uri)
     else:  # not reached: every prepared file is scored or failed by score()
         job.failure = SystemFault("file was neither scored nor rejected")
         return
+    _store(job, item, clients.dynamodb, settings, budget)
 
+
+def _keep_windows(
+    job: Job,
+    results: WindowResults,
+    summary: Summary,
+    s3: Any,
+    settings: Settings,
+    budget: Budget,
+) -> str:
+    """A long file's per-window arrays, in S3 beside the table (an item holds 400 KB)."""
+    file_hash = schema.file_hash(job.ref.bucket, job.ref.key)
+    key = keys.results_key(
+        job.facts.site or "-", job.facts.device or "-", file_hash, settings.model_version
+    )
+    objects.put(s3, job.ref.bucket, key, results.to_npz(summary), budget)
+    return f"s3://{job.ref.bucket}/{key}"
+
+
+def _chunk_done(
+    job: Job, clients: Clients, settings: Settings, budget: Budget
+) -> dict[str, Any] | None:
+    """Keep a chunk's results; the file's item when it was the last chunk."""
+    assert job.order is not None
+    outcome: WindowResults | RejectedFile
+    summary = None
+    if job.rejection is not None:
+        outcome = job.rejection
+    elif job.prepared is not None:
+        probabilities = job.score.probabilities if job.score is not None else []
+        outcome = WindowResults.of(job.prepared, probabilities)
+        summary = summary_of(job.prepared, job.score.threshold if job.score else None)
+    else:
+        job.failure = SystemFault("chunk was neither prepared nor rejected")
+        return None
+    count("ChunksScored")
+    return fanout.finish(
+        clients.s3, clients.dynamodb, settings, job.order, outcome, summary, budget
+    )
+
+
+def _waiting(
+    job: Job, waiting: intake.Waiting, clients: Clients, settings: Settings, budget: Budget
+) -> dict[str, Any] | None:
+    """A WFDB record missing parts: look again in 15 min; after MAX_LOOKS, REJECTED."""
+    if job.looks < MAX_LOOKS:
+        look = events.Recheck(job.ref, job.looks + 1)
+        fanout.send(
+            clients.sqs, settings.scoring_queue_url, [look.body()], budget, delay_s=LOOK_DELAY_S
+        )
+        count("RecordsWaiting")
+        logger.info("record incomplete; looking again later", extra={"look": job.looks + 1})
+        return None
+    if intake.format_of(job.ref.key) == "wfdb_part" and intake.named_by_a_header(
+        clients.s3, job.ref, budget
+    ):
+        logger.info("a part of a record whose header has another name; the record is scored")
+        return None
+    waited = MAX_LOOKS * LOOK_DELAY_S // 60
+    missing = ", ".join(waiting.missing[:10]) + (" ..." if len(waiting.missing) > 10 else "")
+    rejection = RejectedFile(
+        f"the WFDB record is incomplete: {missing} did not arrive within {waited} minutes of "
+        "this part; upload every file the header (.hea) names into the same folder",
+        "wfdb_incomplete",
+    )
+    return store.rejected_item(job.ref, job.facts, rejection, settings, datetime.now(UTC))
+
+
+def _store(
+    job: Job, item: dict[str, Any], dynamodb: Any, settings: Settings, budget: Budget
+) -> None:
     def on_retry(error: TransientError, attempt: int, delay: float) -> None:
         count("StoreRetries")
         logger.warning("table write throttled, retrying", extra={"attempt": attempt})
 
+    site, device = item.get("site"), item.get("device")
     try:
-        if job.facts.site and job.facts.device:
+        if site and device:
             store.register_device(
                 dynamodb,
                 settings.predictions_table,
-                job.facts.site,
-                job.facts.device,
-                now,
+                site,
+                device,
+                datetime.now(UTC),
                 budget,
                 REGISTERED,
             )

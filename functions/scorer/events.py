@@ -1,11 +1,14 @@
-"""SQS messages -> the uploaded objects to score, with Powertools' SQS and S3 event classes.
+"""SQS messages -> what to do: uploaded objects to score (S3 event notifications, read with
+Powertools' SQS and S3 event classes), and the orders the pipeline sends itself (a chunk of a
+long recording, a second look at a WFDB record waiting for its parts).
 
-A message whose body is no S3 notification, or that holds a malformed record, is that
-message's problem alone: the other messages of the batch go ahead.
+A message that is none of these, or holds a malformed record, is that message's problem
+alone: the other messages of the batch go ahead.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,19 +18,62 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from scorer import keys
-from scorer.uploads import FileRef
+from scorer.fanout import ORDER, ChunkOrder
+from scorer.uploads import FileRef, parse_time
 
 
 class NotAnS3Event(ValueError):
     """The message body is not an S3 event notification (or a record in it is malformed)."""
 
 
+RECHECK = "ecg_scorer_recheck"  # the body's marker of a second look
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """Look again at an upload that was waiting (a WFDB part whose record was incomplete)."""
+
+    ref: FileRef
+    attempt: int  # how many looks came before this one
+
+    def body(self) -> str:
+        ref = self.ref
+        return json.dumps(
+            {
+                RECHECK: 1,
+                "bucket": ref.bucket,
+                "key": ref.key,
+                "version_id": ref.version_id,
+                "size": ref.size_bytes,
+                "uploaded_at": ref.uploaded_at.isoformat(),
+                "attempt": self.attempt,
+            }
+        )
+
+    @classmethod
+    def from_body(cls, doc: dict[str, Any]) -> Recheck:
+        ref = FileRef(
+            str(doc["bucket"]),
+            str(doc["key"]),
+            doc.get("version_id"),
+            None,
+            int(doc["size"]),
+            None,
+            parse_time(doc["uploaded_at"]) or datetime.now(UTC),
+        )
+        if not keys.is_incoming(ref.key):
+            raise ValueError("not an incoming key")
+        return cls(ref, int(doc["attempt"]))
+
+
 @dataclass
 class Message:
-    """One SQS message: the files it names, and whether something in it could not be read."""
+    """One SQS message: what it asks for, and whether something in it could not be read."""
 
     message_id: str
     refs: list[FileRef] = field(default_factory=list)
+    chunks: list[ChunkOrder] = field(default_factory=list)
+    rechecks: list[Recheck] = field(default_factory=list)
     problem: str | None = None  # a body or record we could not read: the message goes back
 
 
@@ -40,6 +86,9 @@ def messages(event: dict[str, Any]) -> list[Message]:
             continue  # Lambda never sends this; without an id it cannot even be retried
         message = Message(record.message_id)
         try:
+            if _order(record, message):
+                out.append(message)
+                continue
             message.refs, bad = files_of(record)
             if bad:
                 # The good records are still scored (their writes are idempotent); the message
@@ -51,6 +100,26 @@ def messages(event: dict[str, Any]) -> list[Message]:
             message.problem = f"unreadable message ({type(error).__name__})"
         out.append(message)
     return out
+
+
+def _order(record: SQSRecord, message: Message) -> bool:
+    """Read one of the pipeline's own orders into ``message``; False if it is none."""
+    try:
+        doc = record.json_body
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(doc, dict):
+        return False
+    try:
+        if ORDER in doc:
+            message.chunks.append(ChunkOrder.from_body(doc))
+        elif RECHECK in doc:
+            message.rechecks.append(Recheck.from_body(doc))
+        else:
+            return False
+    except (KeyError, TypeError, ValueError, AttributeError):
+        message.problem = "malformed order of the pipeline's own"
+    return True
 
 
 def files_of(record: SQSRecord) -> tuple[list[FileRef], int]:
@@ -107,23 +176,3 @@ def _file_ref(record: Any) -> FileRef | None:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
-
-
-def parse_time(text: Any) -> datetime | None:
-    """An ISO 8601 time between 1900 and 2100, UTC when it names no zone; None otherwise.
-
-    The range check happens in UTC: ``9999-12-31T23:59:59-01:00`` parses but cannot be
-    converted (OverflowError), and must never reach the item's keys.
-    """
-    if not isinstance(text, str) or not text.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        in_utc = moment.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-    return in_utc if EARLIEST_YEAR <= in_utc.year <= LATEST_YEAR else None

@@ -14,17 +14,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from aws_lambda_powertools import Logger
-from boto3.dynamodb.types import TypeSerializer
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from scorer import quality, schema
 from scorer.budget import DYNAMODB_ATTEMPT_S, Budget, retry
 from scorer.config import Settings
-from scorer.endpoint import FileScore
 from scorer.errors import RejectedFile, error_code, from_boto
-from scorer.prepare import Prepared
 from scorer.uploads import FileFacts, FileRef
+from scorer.window_results import Summary, WindowResults
 
 logger = Logger(child=True)
 
@@ -36,6 +36,7 @@ CONDITION = (
 )
 CONDITION_NO_SEQUENCER = "attribute_not_exists(pk)"
 _serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
 
 
 def sortable_sequencer(sequencer: str) -> str:
@@ -91,48 +92,61 @@ def _base_item(
     return item
 
 
+# Windows kept in the item itself; a longer file's go to an S3 object beside the table
+# (scorer.window_results), the item naming it: 60 windows (10 min) keep a normal item small.
+INLINE_WINDOWS = 60
+
+
 def scored_item(
     ref: FileRef,
     facts: FileFacts,
-    prepared: Prepared,
-    score: FileScore,
+    results: WindowResults,
+    summary: Summary,
     settings: Settings,
     scored_at: datetime,
+    windows_uri: str | None = None,
 ) -> dict[str, Any]:
     """SCORED: the file's probability is the maximum over its usable windows.
 
-    ``score`` holds the usable windows' probabilities in order; unusable windows are stored
-    with no probability (NULL) and their quality code.
+    Unusable windows are stored with no probability (NULL) and their quality code. With
+    ``windows_uri`` (more windows than INLINE_WINDOWS), the per-window arrays are in that
+    object and the item holds the counts and the file's figures only.
     """
-    usable = [v.usable for v in prepared.verdicts]
-    if sum(usable) != len(score.probabilities):
-        raise ValueError(f"{len(score.probabilities)} probabilities for {sum(usable)} windows")
-    answers = iter(score.probabilities)
-    per_window = [next(answers) if ok else None for ok in usable]
-    probability = max(score.probabilities)
-    anomalous = probability > score.threshold
+    usable = results.usable
+    if not usable.any():
+        raise ValueError("a SCORED item needs a usable window")
+    probability = float(np.nanmax(results.probability[usable]))
+    if summary.threshold is None:
+        raise ValueError("a SCORED item needs the model's threshold")
+    anomalous = probability > summary.threshold
     outcome = schema.Outcome.ANOMALOUS if anomalous else schema.Outcome.NORMAL
     item = _base_item(ref, facts, outcome, settings, scored_at)
     item.update(
         status=schema.Status.SCORED.value,
         label="anomalous" if anomalous else "normal",
         probability=_decimal(probability),
-        window_probabilities=[None if p is None else _decimal(p) for p in per_window],
-        window_start_s=[_decimal(t, 3) for t in prepared.window_starts_s],
-        windows=len(usable),
-        windows_usable=sum(usable),
-        threshold=_decimal(score.threshold),
-        sampling_rate_hz=_decimal(prepared.sampling_rate_hz, 3),
-        sampling_rate_assumed=prepared.rate_assumed,
-        duration_s=_decimal(prepared.duration_s, 3),
+        windows=len(results),
+        windows_usable=int(usable.sum()),
+        threshold=_decimal(summary.threshold),
+        sampling_rate_hz=_decimal(summary.sampling_rate_hz, 3),
+        sampling_rate_assumed=summary.rate_assumed,
+        duration_s=_decimal(summary.duration_s, 3),
     )
-    if not all(usable):  # what is wrong with the others, in words and per window
-        item["window_quality"] = [v.code or "ok" for v in prepared.verdicts]
-        item["quality_note"] = quality.unusable(prepared.verdicts)[:1000]
-    if prepared.leads_found is not None:
-        item["leads_found"] = prepared.leads_found
-    if prepared.leads_derived:
-        item["leads_derived"] = prepared.leads_derived
+    if windows_uri is not None:
+        item["windows_s3_uri"] = windows_uri
+    else:
+        item["window_probabilities"] = [
+            _decimal(p) if ok else None for p, ok in zip(results.probability, usable, strict=True)
+        ]
+        item["window_start_s"] = [_decimal(t, 3) for t in results.start_s]
+        if not usable.all():
+            item["window_quality"] = [str(q) for q in results.quality]
+    if not usable.all():  # what is wrong with the others, in words
+        item["quality_note"] = quality.unusable(results.verdicts())[:1000]
+    if summary.leads_found is not None:
+        item["leads_found"] = summary.leads_found
+    if summary.leads_derived:
+        item["leads_derived"] = summary.leads_derived
     return item
 
 
@@ -185,6 +199,27 @@ def register_device(
     }
     _conditional_put(client, request, table, budget)
     known.add((site, device))
+
+
+def get_item(client: Any, table: str, pk: str, sk: str, budget: Budget) -> dict[str, Any] | None:
+    """One item, strongly consistent (a decision depends on it), or None."""
+
+    def once() -> dict[str, Any] | None:
+        try:
+            found = client.get_item(
+                TableName=table,
+                Key={schema.PK: {"S": pk}, schema.SK: {"S": sk}},
+                ConsistentRead=True,
+            )
+        except Exception as e:
+            mapped = from_boto(e, f"reading {table}")
+            if mapped is None:
+                raise
+            raise mapped from e
+        raw = found.get("Item")
+        return None if raw is None else {k: _deserializer.deserialize(v) for k, v in raw.items()}
+
+    return retry(once, budget, DYNAMODB_ATTEMPT_S)
 
 
 def put_item(
