@@ -20,7 +20,7 @@ from botocore.response import StreamingBody
 from scorer import schema
 from scorer.config import Settings, load_settings
 
-from ecg_scorer.local.stack import load_template, table_definition
+from ecg_scorer.local.sam_template import load_template, table_definition
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "ecg-ingest-test"

@@ -25,7 +25,7 @@ from scorer.errors import RejectedFile
 from scorer.prepare import Prepared
 
 from ecg_scorer import cli
-from ecg_scorer.local import stack
+from ecg_scorer.local import sam_template
 
 TABLE = "predictions-test"
 BUCKET = "ingest-test"
@@ -63,7 +63,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def ddb(aws: None) -> Any:
     """PredictionsTable created the way the local stack creates it (from template.yaml)."""
     client = boto3.client("dynamodb")
-    client.create_table(**stack.table_definition(stack.load_template(), TABLE))
+    client.create_table(**sam_template.table_definition(sam_template.load_template(), TABLE))
     return client
 
 

@@ -29,7 +29,7 @@ from test_package import make_code_dir, make_model_dir
 
 import deploy_model as dm
 from deploy_model import Aws, Plan, ToolError
-from ecg_scorer.local import stack
+from ecg_scorer.local import HOST, aws, processes
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -612,17 +612,17 @@ def local_endpoint(
     model_dir = root / "model"
     with tarfile.open(archive, "r:gz") as tar:
         tar.extractall(model_dir, filter="data")
-    port = stack.free_port()
+    port = processes.free_port()
     args = ["-m", "ecg_scorer.local.endpoint", "--model-dir", str(model_dir)]
-    args += ["--endpoint-name", ENDPOINT, "--host", stack.HOST, "--port", str(port)]
-    env = stack.child_env({"PYTHONPATH": str(model_dir / "code")})
+    args += ["--endpoint-name", ENDPOINT, "--host", HOST, "--port", str(port)]
+    env = aws.child_env({"PYTHONPATH": str(model_dir / "code")})
     log, ready = root / "endpoint.log", root / "endpoint.ready"
-    proc = stack.spawn(args, env, log, ready)
+    proc = processes.spawn(args, env, log, ready)
     try:
-        stack.wait_ready(proc, ready, log, timeout=120)
-        yield LocalEndpoint(f"http://{stack.HOST}:{port}", log)
+        processes.wait_ready(proc, ready, log, timeout=120)
+        yield LocalEndpoint(f"http://{HOST}:{port}", log)
     finally:
-        stack.stop_process(proc)
+        processes.stop_process(proc)
 
 
 def _ecg(n: int | None, seed: int = 0) -> np.ndarray:

@@ -27,7 +27,7 @@ from scorer import config as scorer_config
 from scorer import schema
 
 from ecg_scorer import cli
-from ecg_scorer.local import demo, poller, samples, stack
+from ecg_scorer.local import demo, poller, processes, sam_template, samples, stack
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_DIR = REPO / "build" / "model"
@@ -39,8 +39,8 @@ RESULT_TIMEOUT_S = 120.0
 
 
 def test_lambda_gets_every_variable_it_requires_from_template_and_model_config() -> None:
-    template = stack.load_template()
-    resources = stack.Resources(
+    template = sam_template.load_template()
+    resources = sam_template.Resources(
         moto_url="http://127.0.0.1:1",
         bucket="b",
         queue_url="http://127.0.0.1:1/123456789012/q",
@@ -55,7 +55,9 @@ def test_lambda_gets_every_variable_it_requires_from_template_and_model_config()
         "sampling_rate_hz": 200,
         "window_samples": 2000,
     }
-    settings = stack.lambda_settings(template, stack.LocalNames(), resources, model_config, "ep")
+    settings = sam_template.lambda_settings(
+        template, sam_template.LocalNames(), resources, model_config, "ep"
+    )
 
     loaded = scorer_config.load_settings(settings.environment)
     assert loaded.predictions_table == "t"
@@ -67,7 +69,7 @@ def test_lambda_gets_every_variable_it_requires_from_template_and_model_config()
 
 
 def test_local_table_has_the_template_keys_and_schema_indexes() -> None:
-    definition = stack.table_definition(stack.load_template(), "t")
+    definition = sam_template.table_definition(sam_template.load_template(), "t")
     indexes = {
         i["IndexName"]: tuple(k["AttributeName"] for k in i["KeySchema"])
         for i in definition["GlobalSecondaryIndexes"]
@@ -382,7 +384,7 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
         s3.upload_file(str(source), running.resources.bucket, key)
         deadline = time.monotonic() + 90
         while _dlq_depth(sqs, dlq) == 0:
-            assert time.monotonic() < deadline, stack.tail(running.log_dir / "poller.log")
+            assert time.monotonic() < deadline, processes.tail(running.log_dir / "poller.log")
             time.sleep(0.5)
     finally:
         sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "10"})
