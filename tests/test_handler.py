@@ -626,7 +626,7 @@ class InProcessEndpoint:
     def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
         self.calls += 1
         batch = self.inference.input_fn(kwargs["Body"], kwargs["ContentType"])
-        answer = self.inference.output_fn(
+        answer, _ = self.inference.output_fn(
             self.inference.predict_fn(batch, self.model), kwargs["Accept"]
         )
         raw = answer.encode()
