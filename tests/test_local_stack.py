@@ -24,15 +24,18 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from moto import mock_aws
 from scorer import config as scorer_config
+from scorer import endpoint as scorer_endpoint
 from scorer import schema
+from scorer.errors import SystemFault
 
 from ecg_scorer import cli
-from ecg_scorer.local import demo, poller, processes, sam_template, samples, stack
+from ecg_scorer.local import demo, poller, processes, runtime_api, sam_template, samples, stack
+from ecg_scorer.local.function import FunctionCode, FunctionRuntime
+from ecg_scorer.local.runtime_api import TIMED_OUT, ModelAnswer
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL_DIR = REPO / "build" / "model"
-CODE_DIR = REPO / "model_code"
-RESULT_TIMEOUT_S = 120.0
+RESULT_TIMEOUT_S = 180.0
+JSON = "application/json"
 
 
 # ------------------------------------------------------------------ no servers
@@ -66,6 +69,7 @@ def test_lambda_gets_every_variable_it_requires_from_template_and_model_config()
     assert loaded.model_leads == ("I", "II", "V2")
     assert settings.report_batch_item_failures
     assert settings.batch_size >= 1
+    assert settings.max_concurrency >= 2  # the smallest MaximumConcurrency Lambda accepts
 
 
 def test_local_table_has_the_template_keys_and_schema_indexes() -> None:
@@ -116,28 +120,91 @@ def test_batch_item_failures_follow_lambda_rules(response: Any, kept: set[str]) 
     assert poller.failed_ids(response, {"a", "b", "c"}) == kept
 
 
+TOOLKIT_ERROR = (
+    b"body is not valid JSON: Expecting value\n"
+    b"Traceback (most recent call last):\n"
+    b'  File "/srv/sagemaker_inference/transformer.py", line 142, in transform\n'
+    b"RequestError: (400, 'body is not valid JSON')\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (ModelAnswer(400, TOOLKIT_ERROR), "body is not valid JSON: Expecting value"),
+        (ModelAnswer(413, b""), "Request Entity Too Large"),  # TorchServe's own limit
+        (ModelAnswer(0, TIMED_OUT.encode()), TIMED_OUT),
+    ],
+)
+def test_container_errors_reach_the_caller_without_tracebacks(
+    answer: ModelAnswer, message: str
+) -> None:
+    assert runtime_api.original_message(answer) == message
+
+
+@pytest.mark.slow
+def test_runtime_api_turns_container_errors_into_model_errors() -> None:
+    answers = iter([ModelAnswer(400, TOOLKIT_ERROR), ModelAnswer(0, TIMED_OUT.encode())])
+    server = runtime_api.make_server("ep", lambda body, ctype, accept: next(answers), stack.HOST)
+    runtime_api.serve_in_thread(server)
+    try:
+        client = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=f"http://{stack.HOST}:{server.server_address[1]}",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        errors = []
+        for _ in range(2):
+            with pytest.raises(client.exceptions.ModelError) as caught:
+                client.invoke_endpoint(EndpointName="ep", Body=b"{}", ContentType=JSON)
+            errors.append(caught.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+    refused, timed_out = errors
+    assert refused.response["OriginalStatusCode"] == 400
+    assert "Traceback" not in refused.response["Message"]
+    assert isinstance(scorer_endpoint.classify(refused), SystemFault)  # our request, not data
+    assert timed_out.response["OriginalStatusCode"] == 0
+    assert isinstance(scorer_endpoint.classify(timed_out), scorer_endpoint.ModelCrashed)
+
+
 _HANDLER_MODULE = """
 import os, time
 
 def handler(event, context):
     for record in event["Records"]:
-        kind, _, marker = record["body"].partition(":")
+        kind, _, arg = record["body"].partition(":")
         if kind == "slow":  # say where it runs, then outlast any test's timeout
-            with open(marker, "w") as f:
+            with open(arg, "w") as f:
                 f.write(str(os.getpid()))
             time.sleep(600)
+        if kind == "hog":  # touch this many MB
+            hog = bytearray(int(arg) * 2**20)
+            for i in range(0, len(hog), 4096):
+                hog[i] = 1
+        if kind == "span":  # take a while, then note when it ran
+            start = time.time()
+            time.sleep(1.5)
+            with open(arg, "a") as f:
+                f.write(f"{start} {time.time()}\\n")
     return {"batchItemFailures": []}
 """
+MEMORY_MB = 256
+
+
+def _test_function(code_dir: Path) -> FunctionRuntime:
+    """An execution environment running the test handler above on the dev venv's Python."""
+    (code_dir / "poller_test_handler.py").write_text(_HANDLER_MODULE, encoding="utf-8")
+    code = FunctionCode(Path(sys.executable), code_dir, "poller_test_handler.handler", "", False)
+    env = {"PATH": os.environ["PATH"], "AWS_LAMBDA_FUNCTION_NAME": "fn"}
+    return FunctionRuntime(code, env, MEMORY_MB)
 
 
 @pytest.fixture
-def function_runtime(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[poller.FunctionRuntime]:
-    """The poller's execution environment running a test handler (slow on request)."""
-    (tmp_path / "poller_test_handler.py").write_text(_HANDLER_MODULE, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned child gets the same sys.path
-    runtime = poller.FunctionRuntime("poller_test_handler.handler", "fn", 128)
+def function_runtime(tmp_path: Path) -> Iterator[FunctionRuntime]:
+    runtime = _test_function(tmp_path)
     runtime.start()
     try:
         yield runtime
@@ -153,7 +220,7 @@ def _in_flight(sqs: Any, url: str) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_a_batch_over_the_timeout_is_stopped_and_left_whole_in_the_queue(
-    function_runtime: poller.FunctionRuntime, tmp_path: Path
+    function_runtime: FunctionRuntime, tmp_path: Path
 ) -> None:
     marker = tmp_path / "slow.pid"
     with mock_aws():
@@ -179,6 +246,62 @@ def test_a_batch_over_the_timeout_is_stopped_and_left_whole_in_the_queue(
         assert again is not None
         assert (again.received, again.deleted, again.failed, again.error) == (1, 1, [], None)
         assert _in_flight(sqs, url) == (0, 3)
+
+
+@pytest.mark.slow
+def test_a_function_over_its_memory_size_is_killed_and_its_batch_kept(
+    function_runtime: FunctionRuntime,
+) -> None:
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+        for body in ("fast-1", f"hog:{2 * MEMORY_MB}"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        local = poller.Poller(sqs, url, function_runtime, timeout_s=60.0, wait_seconds=0)
+
+        outcome = local.poll_once()
+        assert outcome is not None
+        assert (outcome.received, outcome.deleted) == (2, 0)
+        assert outcome.error is not None and "signal: killed" in outcome.error
+        assert f"MemorySize {MEMORY_MB} MB" in outcome.error
+
+        # Within the limit, the same handler runs in a fresh environment.
+        sqs.send_message(QueueUrl=url, MessageBody=f"hog:{MEMORY_MB // 4}")
+        again = local.poll_once()
+        assert again is not None and again.error is None and again.deleted == 1
+        assert again.max_memory_mb > MEMORY_MB // 4
+
+
+@pytest.mark.slow
+def test_batches_run_side_by_side_up_to_the_maximum_concurrency(tmp_path: Path) -> None:
+    spans = tmp_path / "spans.txt"
+    pool = []
+    for n in range(2):
+        (tmp_path / str(n)).mkdir()
+        pool.append(_test_function(tmp_path / str(n)))
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        for _ in range(4):
+            sqs.send_message(QueueUrl=url, MessageBody=f"span:{spans}")
+        local = poller.Poller(sqs, url, pool[0], timeout_s=60.0, batch_size=1, wait_seconds=0)
+        deadline = time.monotonic() + 60
+
+        def until_done() -> bool:
+            left = sum(_in_flight(sqs, url))
+            return left > 0 and time.monotonic() < deadline
+
+        try:
+            local.run(pool, keep_going=until_done)
+        finally:
+            for runtime in pool:
+                runtime.stop()
+    runs = [tuple(map(float, line.split())) for line in spans.read_text().splitlines()]
+    assert len(runs) == 4
+    # Two environments: two invocations at a time, never three.
+    moments = sorted({t for run in runs for t in run})
+    running = [sum(start <= t < end for start, end in runs) for t in moments]
+    assert max(running) == 2
 
 
 def test_samples_cover_every_format_and_bad_files(tmp_path: Path) -> None:
@@ -218,12 +341,18 @@ def test_demo_table_names_every_file_and_why_it_has_no_score() -> None:
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[stack.LocalStack]:
-    if not (MODEL_DIR / "model.pth").is_file():
-        pytest.skip("no trained model in build/model: run `make model`")
+    """The stack as `make demo` runs it: the packaged model under the SageMaker toolkit and
+    TorchServe, the `sam build` artifact on Python 3.12. No fallback here: a machine without
+    them fails, naming what to install (`make test` builds what it can)."""
+    if not stack.ARCHIVE.is_file():
+        pytest.fail(f"{stack.ARCHIVE} missing: make {stack.shown(stack.ARCHIVE)} (make test does)")
     work = REPO / "build" / "test-local-stack"
     shutil.rmtree(work, ignore_errors=True)  # fresh logs: a test reads the poller's
     # A short visibility timeout: a failed message comes back within the test's patience.
-    local = stack.start(MODEL_DIR, CODE_DIR, work, visibility_timeout_s=10)
+    local = stack.start(stack.ARCHIVE, work, visibility_timeout_s=10)
+    if local.parts.notices:
+        local.stop()
+        pytest.fail("the local stack fell back: " + " ".join(local.parts.notices))
     try:
         with pytest.MonkeyPatch.context() as mp:
             for name, value in local.client_env().items():
@@ -248,6 +377,24 @@ def run_cli(*argv: str) -> str:
     out = io.StringIO()
     assert cli.main(list(argv), out=out) == 0
     return out.getvalue()
+
+
+@pytest.mark.slow
+def test_files_are_scored_by_torchserve_and_the_sam_built_function_on_python_312(
+    running: stack.LocalStack, uploaded: list[demo.FileResult]
+) -> None:
+    scored = [r for r in uploaded if r.item is not None and r.item["status"] == "SCORED"]
+    assert len(scored) >= 10
+    # The function ran from the sam build artifact, on the template's runtime.
+    ready = json.loads((running.work_dir / "poller.ready").read_text(encoding="utf-8"))
+    assert ready["python"].startswith("3.12.")
+    assert running.parts.function.code_dir == REPO / ".aws-sam" / "build" / "ScoreFunction"
+    assert (running.parts.function.code_dir / "numpy").is_dir()  # its own packages, not ours
+    # Its endpoint calls were answered by TorchServe (its access log), every worker READY.
+    assert running.model_server is not None
+    assert {w["status"] for w in running.model_server.workers()} == {"READY"}
+    access = (running.model_server.log_dir / "access_log.log").read_text(encoding="utf-8")
+    assert access.count('"POST /invocations HTTP/1.1" 200') >= 2  # one call per batch at least
 
 
 @pytest.mark.slow
@@ -338,13 +485,37 @@ def test_local_endpoint_answers_and_fails_like_sagemaker(running: stack.LocalSta
         running.lambda_settings.environment["MODEL_VERSION"]
     }
 
-    with pytest.raises(runtime.exceptions.ModelError) as bad:
+    # The toolkit labels a bare body with the Accept header; output_fn names its type.
+    answer = runtime.invoke_endpoint(
+        EndpointName=running.endpoint_name,
+        Body=body.getvalue(),
+        ContentType="application/x-npy",
+        Accept="text/csv, application/json",
+    )
+    assert answer["ContentType"] == "application/json"
+
+    # The container's 4xx: ModelError 424 with its status and message, without the traceback
+    # the toolkit appends; scorer.endpoint reads it as a refusal of our request.
+    for content_type, payload, status, words in [
+        ("application/json", b"{not json", 400, "not valid JSON"),
+        ("text/plain", b"x", 415, "application/x-npy"),
+    ]:
+        with pytest.raises(runtime.exceptions.ModelError) as bad:
+            runtime.invoke_endpoint(
+                EndpointName=running.endpoint_name, Body=payload, ContentType=content_type
+            )
+        assert bad.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+        assert bad.value.response["OriginalStatusCode"] == status
+        assert words in bad.value.response["OriginalMessage"]
+        assert "Traceback" not in bad.value.response["OriginalMessage"]
+        assert isinstance(scorer_endpoint.classify(bad.value), SystemFault)
+
+    with pytest.raises(runtime.exceptions.ValidationError, match="exceeds"):
         runtime.invoke_endpoint(
-            EndpointName=running.endpoint_name, Body=b"{not json", ContentType="application/json"
+            EndpointName=running.endpoint_name,
+            Body=b"0" * (4 * 1024 * 1024 + 1),
+            ContentType="application/x-npy",
         )
-    assert bad.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
-    assert bad.value.response["OriginalStatusCode"] == 400
-    assert "Traceback" not in bad.value.response["OriginalMessage"]
 
     with pytest.raises(runtime.exceptions.ValidationError, match="not found"):
         runtime.invoke_endpoint(
@@ -414,11 +585,37 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
 
 
 @pytest.mark.slow
+def test_a_reupload_of_the_same_key_is_scored_again(
+    running: stack.LocalStack, uploaded: list[demo.FileResult]
+) -> None:
+    """S3 events carry the object's version and a growing sequencer, as on AWS: the second
+    upload's result replaces the first (the function's conditional write lets it)."""
+    by_name = {Path(r.key).name: r for r in uploaded}
+    normal, af = by_name["seed_normal.json"], by_name["seed_af.json"]
+    assert normal.item is not None and normal.item["label"] == "normal"
+    root = running.work_dir / "samples"
+    s3 = boto3.client("s3")
+    s3.upload_file(str(root / af.sample.path), running.resources.bucket, normal.key)
+    version = running.lambda_settings.environment["MODEL_VERSION"]
+    ddb = boto3.client("dynamodb")
+    bucket, table = running.resources.bucket, running.resources.table
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    item = normal.item
+    while item["version_id"] == normal.item["version_id"]:
+        assert time.monotonic() < deadline, "the re-upload was never scored"
+        time.sleep(0.5)
+        item = demo.find_item(ddb, table, bucket, normal.key, version) or item
+    assert item["label"] == "anomalous"
+    assert item["s3_sequencer"] > normal.item["s3_sequencer"]
+
+
+@pytest.mark.slow
 def test_local_up_leaves_the_stack_running_until_down(tmp_path: Path) -> None:
-    if not (MODEL_DIR / "model.pth").is_file():
-        pytest.skip("no trained model in build/model: run `make model`")
+    if not stack.ARCHIVE.is_file():
+        pytest.fail(f"{stack.ARCHIVE} missing: make {stack.shown(stack.ARCHIVE)} (make test does)")
     base = [sys.executable, "-m", "ecg_scorer.local.demo"]
-    flags = ["--work-dir", str(tmp_path), "--archive", str(tmp_path / "none.tar.gz")]
+    # The light endpoint: one real model server at a time is enough for the test suite.
+    flags = ["--work-dir", str(tmp_path), "--archive", str(stack.ARCHIVE), "--light-endpoint"]
     up = subprocess.run(
         [*base, "up", *flags], capture_output=True, text=True, timeout=180, cwd=REPO, check=False
     )
@@ -428,6 +625,7 @@ def test_local_up_leaves_the_stack_running_until_down(tmp_path: Path) -> None:
         assert f"s3://{state['bucket']}/incoming/" in up.stdout
         assert "ecg-scorer upload" in up.stdout
         assert "ecg-scorer anomalies" in up.stdout
+        assert "STAND-IN  SageMaker model container" in up.stdout
         s3 = boto3.client("s3", endpoint_url=state["moto_url"])
         assert state["bucket"] in [b["Name"] for b in s3.list_buckets()["Buckets"]]
         pid = int((tmp_path / "stack.pid").read_text(encoding="utf-8"))

@@ -3,9 +3,11 @@ environment variables that point an AWS SDK at it (and never at AWS).
 
 moto's server delivers S3 event notifications to SQS by itself (``moto/s3/notifications.py``
 sends an ``ObjectCreated`` message to the configured queue on every put, in the same
-process), so the bucket is configured exactly as in AWS and nothing emulates that hop.
-Two differences from AWS remain in those messages: moto leaves out ``sequencer`` and
-``versionId`` in ``s3.object``.
+process), so the bucket is configured exactly as in AWS and nothing emulates that hop. moto
+leaves ``sequencer`` and ``versionId`` out of ``s3.object``; `add_sequencers` puts them in as
+S3 does: the object's version (the bucket is versioned, as in the template) and a sequencer
+that grows with every event, so a re-upload of a key is newer than the upload before it and
+is scored again (the function's conditional write compares sequencers).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,10 +80,45 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+_sequencer_lock = threading.Lock()
+_last_sequencer = 0
+
+
+def next_sequencer() -> str:
+    """A sequencer larger than every one before it (hex, fixed width, like S3's)."""
+    global _last_sequencer
+    with _sequencer_lock:
+        _last_sequencer = max(_last_sequencer + 1, time.time_ns())
+        return f"{_last_sequencer:018X}"
+
+
+def add_sequencers() -> None:
+    """Make moto's S3 events carry ``versionId`` and ``sequencer`` (once per process)."""
+    from moto.s3 import notifications
+
+    make_event = notifications._get_s3_event
+    if getattr(make_event, "adds_sequencers", False):
+        return
+
+    def with_sequencer(event_name: str, bucket: Any, key: Any, notification_id: str) -> Any:
+        event = make_event(event_name, bucket, key, notification_id)
+        for record in event["Records"]:
+            obj = record["s3"]["object"]
+            version = getattr(key, "version_id", None)
+            if version and version != "null":  # only a versioned bucket's objects have one
+                obj.setdefault("versionId", version)
+            obj.setdefault("sequencer", next_sequencer())
+        return event
+
+    with_sequencer.adds_sequencers = True  # type: ignore[attr-defined]
+    notifications._get_s3_event = with_sequencer
+
+
 def start_moto() -> tuple[Any, str]:
     """moto's server on a free loopback port, in a thread of this process."""
     from moto.server import ThreadedMotoServer
 
+    add_sequencers()
     # werkzeug would log every request to stderr.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
@@ -147,6 +186,12 @@ def create_resources(
 def _queue_arn(sqs: Any, url: str) -> str:
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
     return str(attrs["Attributes"]["QueueArn"])
+
+
+def moto_version() -> str:
+    from importlib.metadata import version
+
+    return version("moto")
 
 
 def isolate_from_aws() -> None:

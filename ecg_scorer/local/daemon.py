@@ -57,6 +57,8 @@ def instructions(state: dict[str, Any], pid: int, work_dir: Path) -> str:
             f"  SageMaker runtime:        {state['endpoint_url']} (endpoint "
             f"{state['endpoint_name']})",
             f"  bucket {bucket}, table {state['table']}",
+            *[f"  {line}" for line in state.get("runs", [])],
+            *[f"  !!! {notice}" for notice in state.get("notices", [])],
             "",
             f"Point your shell at it (placeholder credentials, local only):  source {rel}",
             "  (and put ecg-scorer on PATH:  source .venv/bin/activate)",
@@ -86,7 +88,6 @@ def instructions(state: dict[str, Any], pid: int, work_dir: Path) -> str:
 def serve(args: argparse.Namespace) -> int:
     """The background process of `up`: run the stack until SIGTERM (from `down`)."""
     work_dir: Path = args.work_dir
-    model_dir, code_dir, _ = local_stack.model_source(args.archive, work_dir, args.model_dir)
     stopping = False
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -96,7 +97,10 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     stack = local_stack.start(
-        model_dir, code_dir, work_dir / "stack", visibility_timeout_s=args.visibility_timeout
+        args.archive,
+        work_dir / "stack",
+        visibility_timeout_s=args.visibility_timeout,
+        light_endpoint=args.light_endpoint,
     )
     try:
         state = stack.describe()
@@ -106,10 +110,12 @@ def serve(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
         tmp.replace(work_dir / "stack.json")
         while not stopping:
-            for name, proc in (("endpoint", stack.endpoint_proc), ("poller", stack.poller_proc)):
-                if proc is not None and proc.poll() is not None:
-                    say(f"{name} exited with {proc.returncode}; stopping the stack")
-                    stopping = True
+            if stack.endpoint_exit_code() is not None:
+                say(f"the model server exited with {stack.endpoint_exit_code()}; stopping")
+                stopping = True
+            if stack.poller_proc is not None and stack.poller_proc.poll() is not None:
+                say(f"the poller exited with {stack.poller_proc.returncode}; stopping")
+                stopping = True
             time.sleep(0.5)
     finally:
         stack.stop()
@@ -127,8 +133,8 @@ def up(args: argparse.Namespace) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "ecg_scorer.local.demo", "serve"]
         command += ["--work-dir", str(work_dir), "--archive", str(args.archive)]
-        if args.model_dir:
-            command += ["--model-dir", str(args.model_dir)]
+        if args.light_endpoint:
+            command.append("--light-endpoint")
         if args.visibility_timeout:
             command += ["--visibility-timeout", str(args.visibility_timeout)]
         say("starting the local stack in the background ...")

@@ -35,7 +35,8 @@ from scorer import schema
 from ecg_scorer.local import aws, daemon
 from ecg_scorer.local import samples as sample_files
 from ecg_scorer.local import stack as local_stack
-from ecg_scorer.local.aws import INGEST_PREFIX
+from ecg_scorer.local.artifacts import what_runs
+from ecg_scorer.local.aws import INGEST_PREFIX, moto_version
 from ecg_scorer.local.processes import tail
 from ecg_scorer.local.stack import ARCHIVE, WORK_DIR, LocalStack
 
@@ -185,6 +186,13 @@ def wait_for_results(
             if progress is not None:
                 progress.done_line()
             return
+        if stack.endpoint_exit_code() is not None:
+            if progress is not None:
+                progress.done_line()
+            raise RuntimeError(
+                f"the model server stopped (exit {stack.endpoint_exit_code()}); logs in "
+                f"{stack.log_dir}"
+            )
         if stack.poller_proc is not None and stack.poller_proc.poll() is not None:
             if progress is not None:
                 progress.done_line()
@@ -258,10 +266,7 @@ def stop_on_signals() -> Iterator[None]:
 
 def run_demo(args: argparse.Namespace) -> int:
     progress = Progress()
-    model_dir, code_dir, where = local_stack.model_source(
-        args.archive, args.work_dir, args.model_dir
-    )
-    progress.step(f"model: {where}")
+    progress.step(f"model: {local_stack.shown(args.archive)}")
     progress.step("writing sample files")
     # Its own directory, so a demo never disturbs a stack left running by `up`.
     run_dir = args.work_dir / "demo"
@@ -269,21 +274,26 @@ def run_demo(args: argparse.Namespace) -> int:
     shutil.rmtree(sample_dir, ignore_errors=True)
     samples = sample_files.write_samples(sample_dir)
     progress.step(f"  {len(samples)} files in {local_stack.shown(sample_dir)}")
-    progress.step("starting moto (S3, SQS, DynamoDB), the local endpoint and the poller")
+    progress.step("starting moto (S3, SQS, DynamoDB), the model server and the function")
     stack: LocalStack | None = None
     with stop_on_signals():
         try:
             stack = local_stack.start(
-                model_dir,
-                code_dir,
+                args.archive,
                 run_dir,
                 visibility_timeout_s=args.visibility_timeout,
+                light_endpoint=args.light_endpoint,
             )
             use_stack_env(stack)
             progress.step(
                 f"  moto {stack.resources.moto_url}, endpoint {stack.endpoint_name} at "
-                f"{stack.endpoint_url}, logs in {local_stack.shown(stack.log_dir)}/"
+                f"{stack.endpoint_url} (model ready in {stack.endpoint_ready_s:.1f} s), "
+                f"logs in {local_stack.shown(stack.log_dir)}/"
             )
+            for line in what_runs(stack.parts, moto_version()):
+                progress.step(f"  {line}")
+            for notice in stack.parts.notices:
+                progress.step(f"  !!! {notice}")
             progress.step(f"uploading to s3://{stack.resources.bucket}/{INGEST_PREFIX}")
             keys = upload(boto3.client("s3"), stack.resources.bucket, sample_dir, samples)
             results = [FileResult(s, k) for s, k in zip(samples, keys, strict=True)]
@@ -308,6 +318,8 @@ def run_demo(args: argparse.Namespace) -> int:
         f"{sum(r.in_dlq for r in results)} in the DLQ, {len(missing)} unaccounted for; "
         f"{time.monotonic() - progress.started:.1f} s"
     )
+    for notice in stack.parts.notices if stack is not None else []:
+        say(f"!!! {notice}")
     if surprises:
         say(f"{len(surprises)} result(s) differ from what the sample was made to be (marked (!))")
     if missing:
@@ -335,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--archive", type=Path, default=ARCHIVE, help="model.tar.gz to serve")
     parser.add_argument(
-        "--model-dir", type=Path, help="serve this model.pth + config.json with model_code/ instead"
+        "--light-endpoint",
+        action="store_true",
+        help="serve the model in one process instead of the toolkit and TorchServe",
     )
     parser.add_argument(
         "--timeout", type=float, default=240.0, help="seconds to wait for results (or start-up)"

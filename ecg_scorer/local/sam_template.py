@@ -47,11 +47,13 @@ class LambdaSettings:
 
     function_name: str
     handler: str
+    runtime: str
     timeout_s: int
     memory_mb: int
     environment: dict[str, str]
     batch_size: int
     batching_window_s: int
+    max_concurrency: int
     report_batch_item_failures: bool
 
 
@@ -189,13 +191,15 @@ def queue_settings(template: Mapping[str, Any]) -> QueueSettings:
     )
 
 
-def _score_function(template: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def score_function(template: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The scoring function's logical id, Properties and the template's Globals.Function."""
+    glob = _globals(template)
     for logical_id, resource in template["Resources"].items():
         if resource.get("Type") == "AWS::Serverless::Function":
             props = resource.get("Properties") or {}
-            handler = props.get("Handler") or _globals(template).get("Handler")
+            handler = props.get("Handler") or glob.get("Handler")
             if handler == "scorer.app.lambda_handler":
-                return logical_id, props
+                return logical_id, props, glob
     raise ValueError("template has no function with Handler scorer.app.lambda_handler")
 
 
@@ -212,8 +216,7 @@ def lambda_settings(
 ) -> LambdaSettings:
     """The function's settings as the Lambda service would apply them, with every resource
     reference pointed at the local stack and the model contract taken from config.json."""
-    _, props = _score_function(template)
-    glob = _globals(template)
+    _, props, glob = score_function(template)
     refs = {
         "PredictionsTable": resources.table,
         "ScoringQueue": resources.queue_url,
@@ -259,14 +262,19 @@ def lambda_settings(
     memory = int(resolve(props.get("MemorySize", glob.get("MemorySize", 128)), template, {}))
     batch_size = int(resolve(sqs_event.get("BatchSize", 10), template, {}))
     window = int(resolve(sqs_event.get("MaximumBatchingWindowInSeconds", 0), template, {}))
+    scaling = sqs_event.get("ScalingConfig") or {}
+    # Without MaximumConcurrency, Lambda scales an SQS source far beyond one machine: one here.
+    concurrency = int(resolve(scaling.get("MaximumConcurrency", 1), template, {}))
     return LambdaSettings(
         function_name=names.function,
         handler="scorer.app.lambda_handler",
+        runtime=str(props.get("Runtime") or glob.get("Runtime") or "python3.12"),
         timeout_s=timeout,
         memory_mb=memory,
         environment=env,
         batch_size=batch_size,
         batching_window_s=window,
+        max_concurrency=concurrency,
         report_batch_item_failures="ReportBatchItemFailures"
         in (sqs_event.get("FunctionResponseTypes") or []),
     )
@@ -274,9 +282,9 @@ def lambda_settings(
 
 def default_endpoint_name(template: Mapping[str, Any], model_config: Mapping[str, Any]) -> str:
     """ENDPOINT_NAME as the template sets it by default, else one derived from the model."""
-    _, props = _score_function(template)
+    _, props, glob = score_function(template)
     raw: dict[str, Any] = {}
-    raw.update(((_globals(template).get("Environment") or {}).get("Variables")) or {})
+    raw.update(((glob.get("Environment") or {}).get("Variables")) or {})
     raw.update(((props.get("Environment") or {}).get("Variables")) or {})
     if "ENDPOINT_NAME" in raw:
         try:
