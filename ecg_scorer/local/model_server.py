@@ -109,6 +109,7 @@ def start_model_server(
 ) -> ModelServer:
     """Start the toolkit + TorchServe on ``model_dir`` (an unpacked model.tar.gz) with its
     files under ``work_dir``; returns at once (`ModelServer.wait_ready` waits)."""
+    work_dir = work_dir.resolve()  # the container runs in it: every path must be absolute
     base = work_dir / "ml"  # stands for /opt/ml: the toolkit serves $SAGEMAKER_BASE_DIR/model
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
@@ -135,6 +136,9 @@ def start_model_server(
             "LOG_LOCATION": str(log_dir),
             "METRICS_LOCATION": str(log_dir),
             "PYTHONUNBUFFERED": "1",
+            # One intra-op thread per worker: the machine's cores are shared with the rest of
+            # the stack (and, here, other jobs); more threads only contend.
+            "OMP_NUM_THREADS": "1",
         }
     )
     env.pop("VIRTUAL_ENV", None)

@@ -72,3 +72,26 @@ def spawn(
             start_new_session=True,
             cwd=REPO,
         )
+
+
+def session_rss_bytes(pid: int) -> int:
+    """Resident memory of every process in ``pid``'s session (Linux /proc): a child started
+    by `spawn` with all it started, even those reparented away from it (TorchServe's Java)."""
+    try:
+        session = os.getsid(pid)
+    except ProcessLookupError:
+        return 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+            # Fields after the command name (which may hold spaces) start at state.
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:
+                total += int((entry / "statm").read_text(encoding="ascii").split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
