@@ -180,10 +180,11 @@ def handler(event, context):
             with open(arg, "w") as f:
                 f.write(str(os.getpid()))
             time.sleep(600)
-        if kind == "hog":  # touch this many MB
+        if kind == "hog":  # touch this many MB, and hold them longer than a sample
             hog = bytearray(int(arg) * 2**20)
             for i in range(0, len(hog), 4096):
                 hog[i] = 1
+            time.sleep(0.3)
         if kind == "span":  # take a while, then note when it ran
             start = time.time()
             time.sleep(1.5)

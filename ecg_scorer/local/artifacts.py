@@ -93,7 +93,9 @@ def function_code(template: Mapping[str, Any]) -> tuple[FunctionCode, str | None
 
 
 def _newest_mtime(folder: Path) -> float:
-    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
+    """The newest source that `sam build` packages (not __pycache__, which tests rewrite)."""
+    sources = [*folder.rglob("*.py"), *folder.glob("requirements.txt")]
+    return max((p.stat().st_mtime for p in sources if "__pycache__" not in p.parts), default=0.0)
 
 
 def find_parts(template: Mapping[str, Any], light_endpoint: bool = False) -> Parts:

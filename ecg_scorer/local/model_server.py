@@ -171,8 +171,8 @@ class ContainerClient:
         if accept:
             headers["Accept"] = accept
         for attempt in (1, 2):  # a kept-alive connection the container closed: reconnect once
-            conn = self._connection()
             try:
+                conn = self._connection()
                 conn.request("POST", "/invocations", body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
@@ -182,7 +182,7 @@ class ContainerClient:
             except (ConnectionError, http.client.HTTPException):
                 self._drop()
                 if attempt == 2:
-                    return ModelAnswer(0, b"the model container closed the connection")
+                    return ModelAnswer(0, b"the model container did not answer")
                 continue
             if response.will_close:
                 self._drop()

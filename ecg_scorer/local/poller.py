@@ -207,7 +207,7 @@ class Poller:
         """Receive batches and invoke the function on each in the first idle environment of
         ``pool``: up to len(pool) invocations at once, as MaximumConcurrency allows. The most
         recently used environment is reused first (it is warm); the others start only when
-        batches overlap."""
+        batches overlap. Raises after 5 failed receives in a row (the queue is gone)."""
         idle: queue.LifoQueue[Any] = queue.LifoQueue()
         for runtime in reversed(pool):
             idle.put(runtime)
@@ -220,7 +220,9 @@ class Poller:
             finally:
                 idle.put(runtime)
 
-        with ThreadPoolExecutor(max_workers=len(pool), thread_name_prefix="invoke") as workers:
+        workers = ThreadPoolExecutor(max_workers=len(pool), thread_name_prefix="invoke")
+        failures_in_a_row = 0
+        try:
             while keep_going():
                 try:
                     runtime = idle.get(timeout=1.0)
@@ -228,13 +230,24 @@ class Poller:
                     continue  # every environment is busy
                 try:
                     messages = self.receive()
+                    failures_in_a_row = 0
                 except Exception:
                     idle.put(runtime)
-                    raise
+                    failures_in_a_row += 1
+                    log.exception("polling failed")
+                    if failures_in_a_row >= 5:
+                        raise
+                    time.sleep(1.0)
+                    continue
                 if messages:
                     workers.submit(invoke, runtime, messages)
                 else:
                     idle.put(runtime)
+        finally:
+            # Leave at once, even mid-invocation: the caller stops the environments, and the
+            # batches in flight come back after their visibility timeout, as when Lambda
+            # stops a function.
+            workers.shutdown(wait=False, cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,17 +318,10 @@ def main(argv: list[str] | None = None) -> int:
             len(pool),
         )
         parent = os.getppid()
-        failures_in_a_row = 0
-        while os.getppid() == parent:
-            try:
-                poller.run(pool, keep_going=lambda: os.getppid() == parent)
-            except Exception:
-                # The queue itself is unreachable (e.g. the stack is stopping): back off.
-                failures_in_a_row += 1
-                log.exception("polling failed")
-                if failures_in_a_row >= 5:
-                    return 1
-                time.sleep(1.0)
+        try:
+            poller.run(pool, keep_going=lambda: os.getppid() == parent)
+        except Exception:
+            return 1  # the queue is unreachable (e.g. the stack is stopping); logged above
     finally:
         for runtime in pool:
             runtime.stop()
