@@ -9,7 +9,9 @@ through boto3's ``sagemaker-runtime`` client exactly as the Lambda calls them
 (``application/x-npy``). Requests alternate between the two so that the shared machine's
 noise falls on both alike. Prints Markdown tables: start-up to ready, resident memory after
 the requests, per-request latency for one window and for a ~4 MB request (the serverless
-payload limit), and the ratio real / light.
+payload limit), and the ratio real / light. Last, the runtime API's own cost per response
+with and without TCP_NODELAY (a canned answer, no model): what Nagle's algorithm cost the
+light endpoint before (headers and body leave in two writes).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import shutil
 import statistics
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,13 @@ from ecg_scorer.local.processes import (
     stop_process,
     wait_ready,
 )
-from ecg_scorer.local.runtime_api import MAX_PAYLOAD_BYTES, make_server, serve_in_thread
+from ecg_scorer.local.runtime_api import (
+    MAX_PAYLOAD_BYTES,
+    ModelAnswer,
+    make_handler_class,
+    make_server,
+    serve_in_thread,
+)
 from ecg_scorer.local.stack import ARCHIVE, read_model_config, unpack
 
 ENDPOINT = "bench-endpoint"
@@ -141,7 +150,40 @@ def main() -> int:
                 f"| {size} | {name} | {medians[name]:.1f} | {percentile(values, 0.9):.1f} "
                 f"| {shown} |"
             )
+    print()
+    print("| runtime API alone (canned answer) | median (ms) |")
+    print("|---|---|")
+    for name, median in transport(args.requests).items():
+        print(f"| {name} | {median:.1f} |")
     return 0
+
+
+def transport(requests: int) -> dict[str, float]:
+    """Median ms per InvokeEndpoint through the runtime API with a canned answer, with and
+    without TCP_NODELAY on the server's sockets."""
+    answer = ModelAnswer(200, b'{"probability": 0.5}' * 15, "application/json")
+    with_nodelay = make_handler_class(ENDPOINT, lambda body, ctype, accept: answer)
+
+    class Nagle(with_nodelay):  # type: ignore[valid-type, misc]
+        def setup(self) -> None:
+            BaseHTTPRequestHandler.setup(self)
+
+    body = b"x" * 24_000  # one window's .npy
+    medians = {}
+    for name, handler in (("TCP_NODELAY", with_nodelay), ("Nagle (before)", Nagle)):
+        server = ThreadingHTTPServer((HOST, 0), handler)
+        server.daemon_threads = True
+        serve_in_thread(server)
+        client = boto3.client(
+            "sagemaker-runtime", endpoint_url=f"http://{HOST}:{server.server_address[1]}"
+        )
+        try:
+            invoke(client, body)
+            medians[name] = statistics.median(invoke(client, body) for _ in range(requests))
+        finally:
+            server.shutdown()
+            server.server_close()
+    return medians
 
 
 def invoke(client: Any, body: bytes) -> float:
