@@ -29,7 +29,16 @@ from scorer import schema
 from scorer.errors import SystemFault
 
 from ecg_scorer import cli
-from ecg_scorer.local import demo, poller, processes, runtime_api, sam_template, samples, stack
+from ecg_scorer.local import (
+    artifacts,
+    demo,
+    poller,
+    processes,
+    runtime_api,
+    sam_template,
+    samples,
+    stack,
+)
 from ecg_scorer.local.function import FunctionCode, FunctionRuntime
 from ecg_scorer.local.runtime_api import TIMED_OUT, ModelAnswer
 
@@ -118,6 +127,18 @@ def test_sqs_records_read_like_lambda_events() -> None:
 )
 def test_batch_item_failures_follow_lambda_rules(response: Any, kept: set[str]) -> None:
     assert poller.failed_ids(response, {"a", "b", "c"}) == kept
+
+
+def test_without_python_312_the_function_falls_back_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(artifacts, "LAMBDA_VENV", tmp_path / "no-venv")
+    parts = artifacts.find_parts(sam_template.load_template(), light_endpoint=True)
+    assert not parts.function.is_artifact
+    assert parts.function.code_dir == REPO / "functions"
+    assert any("NOT the deployed function" in n and "python3.12" in n for n in parts.notices)
+    lines = artifacts.what_runs(parts, "5")
+    assert lines[0].startswith("STAND-IN") and lines[1].startswith("STAND-IN")
 
 
 TOOLKIT_ERROR = (
