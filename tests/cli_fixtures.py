@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import CLI_ENV, TABLE
 from moto import mock_aws
 
-from ecg_scorer.local import stack
+from ecg_scorer.local import sam_template
 
 
 @pytest.fixture
@@ -26,5 +26,5 @@ def cli_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def ddb(cli_aws: None) -> Any:
     """PredictionsTable created the way the local stack creates it (from template.yaml)."""
     client = boto3.client("dynamodb")
-    client.create_table(**stack.table_definition(stack.load_template(), TABLE))
+    client.create_table(**sam_template.table_definition(sam_template.load_template(), TABLE))
     return client

@@ -20,7 +20,7 @@ from botocore.response import StreamingBody
 from scorer import schema
 from scorer.config import Settings, load_settings
 
-from ecg_scorer.local.stack import load_template, table_definition
+from ecg_scorer.local.sam_template import load_template, table_definition
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "ecg-ingest-test"
@@ -226,11 +226,11 @@ _deserializer = TypeDeserializer()
 
 
 def all_items(dynamodb: Any, table: str = TABLE) -> list[dict[str, Any]]:
-    """Every file's result item, not the device registry (a test may scan; the product never
-    does)."""
+    """Every file's result item, not the device registry or long recordings' jobs (a test
+    may scan; the product never does)."""
     items = dynamodb.scan(TableName=table)["Items"]
     decoded = [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in items]
-    return [item for item in decoded if item[schema.PK] != schema.REGISTRY_PK]
+    return [item for item in decoded if item[schema.SK].startswith("MODEL#")]
 
 
 def item_for(dynamodb: Any, key: str, bucket: str = BUCKET) -> dict[str, Any] | None:
@@ -318,7 +318,7 @@ class InProcessEndpoint:
     def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
         self.calls += 1
         batch = self.inference.input_fn(kwargs["Body"], kwargs["ContentType"])
-        answer = self.inference.output_fn(
+        answer, _ = self.inference.output_fn(
             self.inference.predict_fn(batch, self.model), kwargs["Accept"]
         )
         raw = answer.encode()

@@ -22,7 +22,6 @@ from ecg_scorer.local import stack
 from ecg_scorer.report import figure
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL_DIR = REPO / "build" / "model"
 RESULT_TIMEOUT_S = 180.0
 FILES = {  # below incoming/: what each becomes
     "ward-c/mon-1/rec-a.npz": 35.0,
@@ -36,11 +35,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[stack.LocalStack]:
-    if not (MODEL_DIR / "model.pth").is_file():
-        pytest.skip("no trained model in build/model: run `make model`")
+    if not stack.ARCHIVE.is_file():
+        pytest.skip(
+            f"no packaged model at {stack.ARCHIVE}: run `make {stack.shown(stack.ARCHIVE)}`"
+        )
     work = REPO / "build" / "test-cli-local"
     shutil.rmtree(work, ignore_errors=True)
-    local = stack.start(MODEL_DIR, REPO / "model_code", work, visibility_timeout_s=10)
+    # The CLI is what is tested here: the light endpoint serves the same archive.
+    local = stack.start(stack.ARCHIVE, work, visibility_timeout_s=10, light_endpoint=True)
     try:
         with pytest.MonkeyPatch.context() as mp:
             for name, value in local.client_env().items():

@@ -43,7 +43,7 @@ from ecg_scorer.deploy.identity import (
 from ecg_scorer.deploy.invoke import Contract, load_windows, parse_endpoint
 from ecg_scorer.deploy.preflight import ROLE_ENV, _quota_check, preflight
 from ecg_scorer.deploy.rollout import CONTAINER_ENV, Plan, apply_plan, make_plan, wait_for_endpoint
-from ecg_scorer.local import stack
+from ecg_scorer.local import HOST, aws, processes
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -769,17 +769,17 @@ def local_endpoint(
     model_dir = root / "model"
     with tarfile.open(archive, "r:gz") as tar:
         tar.extractall(model_dir, filter="data")
-    port = stack.free_port()
+    port = processes.free_port()
     args = ["-m", "ecg_scorer.local.endpoint", "--model-dir", str(model_dir)]
-    args += ["--endpoint-name", ENDPOINT, "--host", stack.HOST, "--port", str(port)]
-    env = stack.child_env({"PYTHONPATH": str(model_dir / "code")})
+    args += ["--endpoint-name", ENDPOINT, "--host", HOST, "--port", str(port)]
+    env = aws.child_env({"PYTHONPATH": str(model_dir / "code")})
     log, ready = root / "endpoint.log", root / "endpoint.ready"
-    proc = stack.spawn(args, env, log, ready)
+    proc = processes.spawn(args, env, log, ready)
     try:
-        stack.wait_ready(proc, ready, log, timeout=120)
-        yield LocalEndpoint(f"http://{stack.HOST}:{port}", log)
+        processes.wait_ready(proc, ready, log, timeout=120)
+        yield LocalEndpoint(f"http://{HOST}:{port}", log)
     finally:
-        stack.stop_process(proc)
+        processes.stop_process(proc)
 
 
 def _ecg(n: int | None, seed: int = 0) -> np.ndarray:

@@ -336,7 +336,8 @@ def test_unpacked_archive_scores_normal_below_anomalous(
 
     def score(body: bytes | str, content_type: str) -> Any:
         data = handler.input_fn(body, content_type)
-        return json.loads(handler.output_fn(handler.predict_fn(data, model), "application/json"))
+        body, _ = handler.output_fn(handler.predict_fn(data, model), "application/json")
+        return json.loads(body)
 
     normal = score(json.dumps({"signals": _synthetic("normal", 3)}), "application/json")
     anomalous = score(json.dumps({"signals": _synthetic("af", 3)}), "application/json")

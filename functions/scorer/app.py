@@ -298,8 +298,11 @@ def read_and_prepare(
     try:
         if isinstance(read, ScorerError):
             raise read
-        job.ref, job.gathered = read.result()
+        ref, job.gathered = read.result()
         gathered = job.gathered
+        if ref.key != job.ref.key:  # a WFDB part's event: the record is its header's
+            job.ref, job.facts.format = ref, intake.format_of(ref.key)
+        job.ref = ref
         if job.order is None and isinstance(gathered, intake.Whole | intake.Read | intake.Long):
             # Two parts of one record can both find it whole in one batch: score it once.
             record = (job.ref.bucket, job.ref.key, job.ref.sequencer)

@@ -155,10 +155,17 @@ def _wfdb(
             name = records.header_candidates(ref.key)[0].rsplit("/", 1)[-1]
             return ref, Waiting([name])
         header_key = found.key
+    # A segment header (or a segment's file): the record is its master header's.
+    header_key = records.master_of(s3, ref.bucket, header_key, budget) or header_key
     try:
         opened = records.open_wfdb(s3, ref.bucket, header_key, budget)
     except records.Incomplete as waiting:
         return ref, Waiting(waiting.missing)
+    except RejectedFile:
+        if header_key == ref.key:
+            raise
+        # The record cannot be read: its header's own event says why, on the header's item.
+        return ref, Nothing("a part of a record that is rejected on its header")
     header = header_key.rsplit("/", 1)[-1]
     main = opened.parts[header]
     # The record's item is the header's; its uploads are ordered by the parts' signature.

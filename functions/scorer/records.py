@@ -272,6 +272,26 @@ def header_candidates(signal_key: str) -> list[str]:
     return [f"{folder}/{s}{WFDB_HEADER}" for s in dict.fromkeys(stems)]
 
 
+def master_of(s3: Any, bucket: str, header_key: str, budget: Budget) -> str | None:
+    """The multi-segment record a header is a segment of (``041s01.hea`` of ``041s.hea``,
+    ``rec_1.hea`` of ``rec.hea``), when that master header is there; None otherwise. A
+    segment's own upload event must not score the segment as a record of its own."""
+    folder, name = header_key.rsplit("/", 1)
+    stem = name.removesuffix(WFDB_HEADER)
+    candidates = [stem.rstrip("0123456789"), stem.rsplit("_", 1)[0] if "_" in stem else ""]
+    for master in dict.fromkeys(c for c in candidates if c and c != stem):
+        found = objects.head(s3, bucket, f"{folder}/{master}{WFDB_HEADER}", budget)
+        if found is None or found.size > wfdb.MAX_HEADER_BYTES:
+            continue
+        try:
+            header = wfdb.parse_header(_read_header(s3, bucket, found, budget))
+        except RejectedFile:
+            continue
+        if header.segments is not None and stem in {seg.name for seg in header.segments}:
+            return found.key
+    return None
+
+
 def read_zip_record(data: bytes, max_expanded: int) -> Recording:
     """The one WFDB record a ``.zip`` holds (its headers and signal files, any folder)."""
     import io
