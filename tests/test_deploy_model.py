@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
+from scorer_helpers import ecg_like
 from test_package import CONFIG as TINY_CONFIG
 from test_package import make_code_dir, make_model_dir
 
@@ -900,8 +901,7 @@ def test_invoke_reports_a_rejected_request(
 def test_invoke_prepares_other_recordings_with_the_pipeline_readers(
     local_endpoint: LocalEndpoint, archive: Path, tmp_path: Path
 ) -> None:
-    rng = np.random.default_rng(1)
-    signal = rng.normal(0.0, 0.3, (500 * 25, 3))  # 25 s at 500 Hz: resampled, 2.5 windows
+    signal = ecg_like(25.0, 500.0)  # 25 s at 500 Hz: resampled, 2.5 windows
     ecg = tmp_path / "holter.csv"
     rows = "\n".join(",".join(f"{v:.4f}" for v in row) for row in signal)
     ecg.write_text("# sampling_rate_hz: 500\nI_mV,II_mV,V2_mV\n" + rows + "\n")

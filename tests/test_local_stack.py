@@ -97,7 +97,7 @@ def test_files_are_scored_by_torchserve_and_the_sam_built_function_on_python_312
     assert running.model_server is not None
     assert {w["status"] for w in running.model_server.workers()} == {"READY"}
     access = (running.model_server.log_dir / "access_log.log").read_text(encoding="utf-8")
-    assert access.count('"POST /invocations HTTP/1.1" 200') >= 2  # one call per batch at least
+    assert access.count('"POST /invocations HTTP/1.1" 200') >= 1  # a batch of 100 fits one call
 
 
 @pytest.mark.slow
@@ -117,15 +117,22 @@ def test_every_uploaded_file_ends_scored_or_rejected(uploaded: list[demo.FileRes
 
 
 @pytest.mark.slow
-def test_unsupported_formats_are_rejected_with_the_format_named(
-    uploaded: list[demo.FileResult],
-) -> None:
-    wfdb = [r for r in uploaded if r.key.endswith((".hea", ".dat"))]
-    if not wfdb:
+def test_device_formats_end_as_one_item_per_recording(uploaded: list[demo.FileResult]) -> None:
+    """WFDB parts share their header's item; the 24-h EDF Holter, read in hour-long chunks by
+    separate invocations, is one item of 8,640 windows."""
+    by_key = {r.key: r for r in uploaded}
+    holter = by_key["incoming/ward-c/holter-5/holter_24h.edf"]
+    assert holter.item is not None and holter.item["status"] == "SCORED"
+    assert holter.item["windows"] == 24 * 360
+    assert str(holter.item["windows_s3_uri"]).startswith("s3://")
+    parts = [r for r in uploaded if r.sample.part_of is not None]
+    if not parts:
         pytest.skip("real WFDB recordings not found beside the repo")
-    for r in wfdb:
-        assert r.item is not None
-        assert "WFDB" in r.item["reason"]
+    for part in parts:
+        header = by_key[demo.INGEST_PREFIX + part.sample.part_of]
+        assert part.item is not None and part.item == header.item  # one record, one item
+    zipped = by_key["incoming/physionet/zip/s0010_re.zip"]
+    assert zipped.item is not None and zipped.item["status"] == "SCORED"
 
 
 @pytest.mark.slow

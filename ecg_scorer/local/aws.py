@@ -113,6 +113,18 @@ def add_sequencers() -> None:
     with_sequencer.adds_sequencers = True  # type: ignore[attr-defined]
     notifications._get_s3_event = with_sequencer
 
+    # moto announces a completed multipart upload twice (ObjectCreated:Put, then
+    # CompleteMultipartUpload) where S3 sends one event: keep the second.
+    send_event = notifications.send_event
+
+    def once_per_upload(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        put = notifications.S3NotificationEvent.OBJECT_CREATED_PUT_EVENT
+        if event_name == put and getattr(key, "multipart", None) is not None:
+            return
+        send_event(account_id, event_name, bucket, key)
+
+    notifications.send_event = once_per_upload
+
 
 def start_moto() -> tuple[Any, str]:
     """moto's server on a free loopback port, in a thread of this process."""

@@ -88,6 +88,11 @@ class FileResult:
     in_dlq: bool = False
 
     @property
+    def item_key(self) -> str:
+        """The key whose item tells what became of the file (a WFDB part: its header's)."""
+        return INGEST_PREFIX + self.sample.item_path
+
+    @property
     def accounted(self) -> bool:
         return self.item is not None or self.in_dlq
 
@@ -169,11 +174,15 @@ def wait_for_results(
     while True:
         for result in results:
             if result.item is None:
-                result.item = find_item(ddb, stack.resources.table, bucket, result.key, version)
+                result.item = find_item(
+                    ddb, stack.resources.table, bucket, result.item_key, version
+                )
         if time.monotonic() - last_dlq_check > 2.0:
             in_dlq = dlq_keys(sqs, stack.resources.dead_letter_queue_url)
             for result in results:
-                result.in_dlq = result.item is None and (bucket, result.key) in in_dlq
+                result.in_dlq = result.item is None and bool(
+                    {(bucket, result.key), (bucket, result.item_key)} & in_dlq
+                )
             last_dlq_check = time.monotonic()
         counts = {s: sum(r.status == s for r in results) for s in ("SCORED", "REJECTED", "IN DLQ")}
         waiting = sum(not r.accounted for r in results)
@@ -218,6 +227,8 @@ def results_table(results: Sequence[FileResult]) -> str:
     for r in results:
         item = r.item or {}
         reason = item.get("reason") or ("" if r.item else "no result in the table")
+        if r.sample.part_of is not None:  # its record's item, on the header's row
+            reason = f"a part of {r.sample.part_of.rsplit('/', 1)[-1]}: one record, one outcome"
         expected = r.sample.expect + ("" if r.matches_expectation() or not r.item else " (!)")
         rows.append(
             (

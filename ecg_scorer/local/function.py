@@ -174,14 +174,16 @@ class FunctionRuntime:
 
     def _wait_reply(self, timeout_s: float) -> tuple[dict[str, Any] | None, int, str | None]:
         """(reply or None, peak resident bytes, why it was killed) within ``timeout_s``."""
-        assert self._proc is not None and self._sock is not None
+        # Locals: stop() may run on another thread (shutdown) and forget the process.
+        proc, sock, reader = self._proc, self._sock, self._reader
+        assert proc is not None and sock is not None and reader is not None
         limit = self.memory_mb * 2**20
         deadline = time.monotonic() + timeout_s
         peak = 0
         with selectors.DefaultSelector() as selector:
-            selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(sock, selectors.EVENT_READ)
             while time.monotonic() < deadline:
-                rss = tree_rss_bytes(self._proc.pid)
+                rss = tree_rss_bytes(proc.pid)
                 peak = max(peak, rss)
                 if rss > limit:
                     self.stop()
@@ -192,12 +194,15 @@ class FunctionRuntime:
                         f"{rss / 2**20:.0f} MB > MemorySize {self.memory_mb} MB)",
                     )
                 if selector.select(min(MEMORY_SAMPLE_S, max(0.0, deadline - time.monotonic()))):
-                    line = self._reader.readline()
+                    try:
+                        line = reader.readline()
+                    except (OSError, ValueError):  # closed by stop()
+                        return None, peak, None
                     if not line:  # the process closed the socket: it exited
-                        self._proc.wait(timeout=5)
+                        proc.wait(timeout=5)
                         return None, peak, None
                     return json.loads(line), peak, None
-                if self._proc.poll() is not None:
+                if proc.poll() is not None:
                     return None, peak, None
         return None, peak, None
 
