@@ -320,7 +320,12 @@ def test_batches_run_side_by_side_up_to_the_maximum_concurrency(tmp_path: Path) 
 def test_samples_cover_every_format_and_bad_files(tmp_path: Path) -> None:
     written = samples.write_samples(tmp_path, shared=tmp_path / "absent")
     suffixes = {Path(s.path).suffix for s in written if s.expect != samples.REJECTED}
-    assert suffixes == {".json", ".csv", ".npy", ".npz"}
+    assert suffixes == {".json", ".csv", ".npy", ".npz", ".edf"}
+    holter = [s for s in written if s.path.endswith("holter_24h.edf")]
+    assert holter and (tmp_path / holter[0].path).stat().st_size > 24 * 3600 * 200 * 3 * 2
+    real = {Path(s.path).suffix for s, _ in samples.real_samples()}
+    if real:  # the shared PhysioNet records: WFDB parts and a zipped record too
+        assert {".hea", ".dat", ".zip"} <= real
     assert {s.expect for s in written} >= {samples.NORMAL, samples.ANOMALOUS, samples.REJECTED}
     for sample in written:
         assert (tmp_path / sample.path).is_file()

@@ -139,7 +139,7 @@ def test_device_formats_end_as_one_item_per_recording(uploaded: list[demo.FileRe
 def test_query_tool_returns_what_was_stored(
     running: stack.LocalStack, uploaded: list[demo.FileResult]
 ) -> None:
-    items = {r.key: r.item for r in uploaded if r.item is not None}
+    items = {r.item_key: r.item for r in uploaded if r.item is not None}
     bucket = running.resources.bucket
 
     def keys(output: str) -> list[str]:
@@ -252,6 +252,8 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
     )
     assert redrive["maxReceiveCount"] == 5
     assert _dlq_depth(sqs, dlq) == 0
+    log_path = running.log_dir / "poller.log"
+    seen = log_path.stat().st_size  # what the poller logged before this test
 
     source = tmp_path / "seed.json"
     signal = ecg_like(10, 200)
@@ -278,7 +280,9 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
     )
     assert (running.resources.bucket, key) in demo.dlq_keys(sqs, dlq)
     # The handler saw the message exactly maxReceiveCount times before SQS dead-lettered it.
-    log = (running.log_dir / "poller.log").read_text(encoding="utf-8")
+    with log_path.open(encoding="utf-8") as f:
+        f.seek(seen)
+        log = f.read()
     retried = [
         i for ids in re.findall(r"left for retry: \[([^\]]*)\]", log) for i in ids.split(",") if i
     ]

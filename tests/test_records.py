@@ -64,6 +64,13 @@ def deliver(app: Any, aws: Any, bodies: list[str], runtime: Any, orders: Orders)
     return run_batch(app, aws, event, runtime)
 
 
+def drain(app: Any, aws: Any, bodies: list[str], runtime: Any, orders: Orders) -> None:
+    """Deliver orders, then what the handler passes on to other invocations, until none."""
+    while bodies:
+        assert deliver(app, aws, bodies, runtime, orders) == {"batchItemFailures": []}
+        bodies = orders.take()
+
+
 def handle(app: Any, aws: Any, records: list[dict], runtime: Any, orders: Orders) -> dict:
     aws.sqs = orders
     return run_batch(app, aws, sqs_event([[r] for r in records]), runtime)
@@ -277,6 +284,9 @@ def test_a_long_recording_fans_out_and_ends_as_one_item(app, aws, short_chunks) 
     # Delivered out of order, one of them twice: chunks are a set.
     shuffled = [chunk_orders[i] for i in (3, 0, 4, 0, 2)]
     assert deliver(app, aws, shuffled, runtime, orders) == {"batchItemFailures": []}
+    passed_on = orders.take()  # one chunk per invocation: the others go back to the queue
+    assert len(runtime.calls) == 1 and len(passed_on) == 4
+    drain(app, aws, passed_on, runtime, orders)
     assert item_for(aws.dynamodb, key) is None  # chunk 1 is still missing
     assert deliver(app, aws, [chunk_orders[1]], runtime, orders) == {"batchItemFailures": []}
     item = item_for(aws.dynamodb, key)
@@ -288,9 +298,10 @@ def test_a_long_recording_fans_out_and_ends_as_one_item(app, aws, short_chunks) 
     assert results.start_s.tolist() == [10.0 * i for i in range(30)]
     np.testing.assert_allclose(results.probability, levels, atol=0.02)
     assert float(item["probability"]) == pytest.approx(max(results.probability))
-    # A chunk delivered again after the file is whole changes nothing.
+    # A chunk delivered again after the file is whole changes nothing and is not scored again.
+    calls = len(runtime.calls)
     assert deliver(app, aws, [chunk_orders[2]], runtime, orders) == {"batchItemFailures": []}
-    assert len(all_items(aws.dynamodb)) == 1
+    assert len(all_items(aws.dynamodb)) == 1 and len(runtime.calls) == calls
 
 
 def test_a_reupload_restarts_its_job_and_the_old_chunks_stop(app, aws, short_chunks) -> None:  # type: ignore[no-untyped-def]
@@ -302,7 +313,9 @@ def test_a_reupload_restarts_its_job_and_the_old_chunks_stop(app, aws, short_chu
     new = _edf(ecg_like(120, 250, levels=[0.8]), 250.0, ["I", "II", "V2"])
     handle(app, aws, [upload(aws, key, new)], runtime, orders)
     new_orders = orders.take()
-    assert deliver(app, aws, old_orders + new_orders, runtime, orders) == {"batchItemFailures": []}
+    calls = len(runtime.calls)
+    drain(app, aws, old_orders + new_orders, runtime, orders)
+    assert len(runtime.calls) - calls == len(new_orders)  # the old upload's are not scored
     item = item_for(aws.dynamodb, key)
     assert item is not None and float(item["probability"]) == pytest.approx(0.8, abs=0.02)
     job = aws.dynamodb.get_item(
@@ -324,6 +337,6 @@ def test_a_chunk_whose_part_is_gone_rejects_the_file(app, aws, short_chunks) -> 
     # The version the job was planned on is deleted before its chunks are read.
     version = record["s3"]["object"]["versionId"]
     aws.s3.delete_object(Bucket=BUCKET, Key=key, VersionId=version)
-    assert deliver(app, aws, chunk_orders, runtime, orders) == {"batchItemFailures": []}
+    drain(app, aws, chunk_orders, runtime, orders)
     item = item_for(aws.dynamodb, key)
     assert item is not None and item["status"] == "REJECTED" and item["reason_code"] == "gone"

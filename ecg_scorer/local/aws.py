@@ -128,6 +128,7 @@ def add_sequencers() -> None:
 
 def start_moto() -> tuple[Any, str]:
     """moto's server on a free loopback port, in a thread of this process."""
+    from moto.moto_api._internal.models import moto_api_backend
     from moto.server import ThreadedMotoServer
 
     add_sequencers()
@@ -136,7 +137,11 @@ def start_moto() -> tuple[Any, str]:
     server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    # moto's state is per process, not per server: start empty even when an earlier stack of
+    # this process (a test's, stopped after a failure) left its resources behind.
+    moto_api_backend.reset()
+    return server, url
 
 
 def create_resources(

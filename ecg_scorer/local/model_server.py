@@ -130,6 +130,12 @@ def start_model_server(
             "TS_INFERENCE_ADDRESS": url,
             "TS_MANAGEMENT_ADDRESS": url,
             "TS_METRICS_ADDRESS": f"http://{HOST}:{free_port()}",
+            # TorchServe also starts gRPC servers, on 7070/7071 unless told: a second stack
+            # on the machine would fail to bind them and exit.
+            "TS_GRPC_INFERENCE_PORT": str(free_port()),
+            "TS_GRPC_MANAGEMENT_PORT": str(free_port()),
+            "TS_GRPC_INFERENCE_ADDRESS": HOST,
+            "TS_GRPC_MANAGEMENT_ADDRESS": HOST,
             "LOCAL_TS_CONFIG_FILE": str(work_dir / "sagemaker-ts.properties"),
             "TEMP": str(tmp),  # TorchServe's java.io.tmpdir: model copies, worker sockets
             "TMPDIR": str(tmp),  # Python's: TorchServe's pid file

@@ -70,6 +70,10 @@ PREFETCH_BYTES = 32 * 1024 * 1024
 # Windows are scored in rounds of a few full endpoint calls (~16 MB of float32 at 4 calls of
 # ~166 windows): full requests, while a batch of long files never holds all its windows.
 CALLS_PER_ROUND = 4
+# SQS packs the chunk orders of a long recording into one batch; scoring them all in one
+# invocation would serialise what the fan-out is for and could outlast the timeout. One is
+# scored here; the others are sent back to the queue (not failed: no receive is spent).
+CHUNKS_PER_INVOCATION = 1
 # Our retry loops (budget.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
 # budget.py's, which also budgets each call's worst case (connect + read timeout).
@@ -154,9 +158,16 @@ def process_batch(
     store_budget = Budget(context, margin_s=STORE_MARGIN_S, sleep=sleep)
     failed: dict[str, None] = {}  # message ids, in order
     jobs: list[Job] = []
+    passed_on: dict[str, list[str]] = {}  # message id -> chunk orders for other invocations
+    chunks_here = 0
     for message in events.messages(event):
         jobs.extend(Job(message.message_id, ref) for ref in message.refs)
-        jobs.extend(Job(message.message_id, o.ref, o.facts, order=o) for o in message.chunks)
+        for order in message.chunks:
+            if chunks_here < CHUNKS_PER_INVOCATION:
+                jobs.append(Job(message.message_id, order.ref, order.facts, order=order))
+                chunks_here += 1
+            else:
+                passed_on.setdefault(message.message_id, []).append(order.body())
         jobs.extend(Job(message.message_id, r.ref, looks=r.attempt) for r in message.rechecks)
         if message.problem is not None:
             # Not an S3 notification, or a malformed record: back to the queue, and after 5
@@ -166,6 +177,9 @@ def process_batch(
                 extra={"message_id": message.message_id, "problem": message.problem},
             )
             failed[message.message_id] = None
+
+    if passed_on:
+        failed |= pass_on(passed_on, clients, settings, budget)
 
     per_call = endpoint.windows_per_call(settings.max_payload_bytes, settings.window_bytes)
     round_windows = per_call * CALLS_PER_ROUND
@@ -326,6 +340,22 @@ def read_and_prepare(
         logger.warning("file not read; message will be retried", extra={"error": str(error)})
 
 
+def pass_on(
+    orders: dict[str, list[str]], clients: Clients, settings: Settings, budget: Budget
+) -> dict[str, None]:
+    """Send chunk orders back to the queue for other invocations; the messages whose orders
+    could not be sent (they come back and are tried again)."""
+    failed: dict[str, None] = {}
+    for message_id, bodies in orders.items():
+        try:
+            fanout.send(clients.sqs, settings.scoring_queue_url, bodies, budget)
+        except (TransientError, SystemFault) as error:
+            logger.warning("chunk orders not passed on", extra={"error": str(error)})
+            failed[message_id] = None
+    count("ChunksPassedOn", sum(map(len, orders.values())))
+    return failed
+
+
 class Scoring:
     """The batch's endpoint calls, round after round; once calls had to stop (endpoint
     throttling past the budget, a system fault), later rounds do not call again."""
@@ -399,15 +429,15 @@ def write(job: Job, clients: Clients, settings: Settings, budget: Budget) -> Non
     now = datetime.now(UTC)
     gathered = job.gathered
     item: dict[str, Any] | None
+    if isinstance(gathered, intake.Nothing):
+        logger.info("nothing to store", extra={"why": gathered.why})
+        return
     if job.order is not None:
         item = _chunk_done(job, clients, settings, budget)
         if item is None:
             return
     elif job.rejection is not None:
         item = store.rejected_item(job.ref, job.facts, job.rejection, settings, now)
-    elif isinstance(gathered, intake.Nothing):
-        logger.info("nothing to store", extra={"why": gathered.why})
-        return
     elif isinstance(gathered, intake.Waiting):
         item = _waiting(job, gathered, clients, settings, budget)
         if item is None:

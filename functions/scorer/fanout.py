@@ -261,6 +261,29 @@ def send(sqs: Any, queue_url: str, bodies: list[str], budget: Budget, delay_s: i
             raise TransientError("the scoring queue refused some chunk orders")
 
 
+def still_wanted(dynamodb: Any, settings: Settings, order: ChunkOrder, budget: Budget) -> bool:
+    """False when the chunk is already done or its upload was replaced: a redelivered order
+    (a trigger read twice sends its orders twice) then costs one read, not a scoring."""
+    found = _call(
+        lambda: dynamodb.get_item(
+            TableName=settings.predictions_table,
+            Key=_job_key(order.ref, settings),
+            ConsistentRead=True,
+            ProjectionExpression="#s, #d",
+            ExpressionAttributeNames={"#s": "signature", "#d": "done"},
+        ),
+        budget,
+        f"reading {settings.predictions_table}",
+    )
+    job = (found or {}).get("Item")
+    if job is None:  # no job yet is not possible (orders follow it), unless it expired
+        return True
+    signature = store.sortable_sequencer(order.ref.sequencer or "")
+    if job.get("signature", {}).get("S") != signature:
+        return False
+    return str(order.index) not in job.get("done", {}).get("NS", [])
+
+
 # -- a chunk done ------------------------------------------------------------------------------
 
 

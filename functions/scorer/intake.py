@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from scorer import keys, objects, readers, records, schema, store, wfdb
+from scorer import fanout, keys, objects, readers, records, schema, store, wfdb
 from scorer.budget import S3_READ_WORST_S, Budget
 from scorer.config import Settings
 from scorer.errors import RejectedFile, TransientError
@@ -110,6 +110,8 @@ def gather(
     if not budget.allows(S3_READ_WORST_S):
         raise TransientError("no time left in this invocation to read the file")
     if order is not None:
+        if not fanout.still_wanted(dynamodb, settings, order, budget):
+            return ref, Nothing("a chunk already done, or of a replaced upload")
         opened = records.reopen(s3, ref.bucket, order.format, order.parts, order.header, budget)
         spf = opened.plan.samples_per_frame
         first, end = order.read[0] // spf, order.read[1] // spf
