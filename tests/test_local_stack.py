@@ -51,8 +51,10 @@ def running() -> Iterator[stack.LocalStack]:
         pytest.fail(f"{stack.ARCHIVE} missing: make {stack.shown(stack.ARCHIVE)} (make test does)")
     work = REPO / "build" / "test-local-stack"
     shutil.rmtree(work, ignore_errors=True)  # fresh logs: a test reads the poller's
-    # A short visibility timeout: a failed message comes back within the test's patience.
-    local = stack.start(stack.ARCHIVE, work, visibility_timeout_s=10)
+    # Shorter than the template's, so a failed message comes back within the test's patience;
+    # longer than a Holter chunk's invocation on a loaded machine, or a message still being
+    # handled would be delivered again (and again, to the DLQ). The DLQ test sets its own.
+    local = stack.start(stack.ARCHIVE, work, visibility_timeout_s=120)
     if local.parts.notices:
         local.stop()
         pytest.fail("the local stack fell back: " + " ".join(local.parts.notices))

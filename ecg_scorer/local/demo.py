@@ -40,9 +40,10 @@ from ecg_scorer.local.aws import INGEST_PREFIX, moto_version
 from ecg_scorer.local.processes import tail
 from ecg_scorer.local.stack import ARCHIVE, WORK_DIR, LocalStack
 
-# A failed message comes back after this many seconds (the template's 900 s would outlast
-# any demo); 5 receives later it is in the DLQ.
-DEMO_VISIBILITY_TIMEOUT_S = 20
+# A failed message comes back after this many seconds (the template's 1900 s would outlast
+# any demo); 5 receives later it is in the DLQ. Longer than one invocation takes on a busy
+# machine (a Holter chunk: up to ~65 s at load 10), or a message in hand is delivered again.
+DEMO_VISIBILITY_TIMEOUT_S = 120
 
 
 def say(message: str) -> None:
