@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from scorer import readers
+from scorer import read_checks, readers
 from scorer.errors import RejectedFile
 from scorer.prepare import prepare
 
@@ -121,7 +121,7 @@ def _object_metadata(raw: dict[str, str]) -> dict[str, str]:
     cannot be imported here: importing scorer.app starts the Lambda's clients)."""
     out = {}
     for key, value in raw.items():
-        norm = readers.META_ALIASES.get(key.lower().replace("-", "_"))
+        norm = read_checks.META_ALIASES.get(key.lower().replace("-", "_"))
         if norm and value.strip():
             out[norm] = value.strip()
     return out
@@ -140,10 +140,10 @@ def load_trace(s3: Any, item: dict[str, Any], model: Model) -> Trace:
     s3_meta = _object_metadata(response.get("Metadata") or {})
     recording = readers.read_recording(data, str(item["key"]))
     if recording.fs is None and "sampling_rate_hz" in s3_meta:
-        recording.fs = readers.parse_rate(s3_meta["sampling_rate_hz"], "S3 metadata")
+        recording.fs = read_checks.parse_rate(s3_meta["sampling_rate_hz"], "S3 metadata")
     if recording.leads is None and "leads" in s3_meta:
         names = [n.strip() for n in s3_meta["leads"].split(",")]
-        recording.leads = readers.lead_names(names, recording.signal.shape[1], "S3 metadata")
+        recording.leads = read_checks.lead_names(names, recording.signal.shape[1], "S3 metadata")
     prepared = prepare(recording, model.leads, model.rate_hz, model.window)
     return Trace(
         _join(prepared.windows, prepared.window_starts_s, model), model.rate_hz, model.leads
