@@ -15,6 +15,7 @@ Prints a Markdown table (docs/memory.md holds the latest run).
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import io
 import json
@@ -209,6 +210,11 @@ def child(path: str, name: str, s3_rate_hz: str, s3_leads: str) -> None:
     from scorer.errors import RejectedFile
     from scorer.prepare import prepare
 
+    # lead_names left readers.py for read_checks.py when it was split; --before may predate it.
+    checks = (
+        readers if hasattr(readers, "lead_names") else importlib.import_module("scorer.read_checks")
+    )
+
     data = Path(path).read_bytes()
     baseline = _vm_hwm_bytes()
     # This checkout's readers take the model's needs (leads kept, budget); main's do not.
@@ -226,7 +232,7 @@ def child(path: str, name: str, s3_rate_hz: str, s3_leads: str) -> None:
             recording.fs = float(s3_rate_hz)
         if recording.leads is None and s3_leads:
             channels = recording.signal.shape[1]
-            recording.leads = readers.lead_names(s3_leads.split(","), channels, "S3 metadata")
+            recording.leads = checks.lead_names(s3_leads.split(","), channels, "S3 metadata")
         prepared = prepare(recording, MODEL_LEADS, 200.0, 2000)
         outcome = f"{prepared.windows.shape[0]} windows"
     except RejectedFile as rejected:

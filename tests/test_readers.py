@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_files import bad_files, npz_expanding
+from scorer import decode_memory, read_arrays
 from scorer import prepare as prepare_module
-from scorer import readers
 from scorer.errors import RejectedFile
 from scorer.prepare import prepare, prepare_bytes
 from scorer.readers import check_size, read_recording, sniff
@@ -260,7 +260,7 @@ def test_all_leads_are_kept_when_prepare_must_say_what_is_wrong(names: list[str]
 
 
 def test_the_lowest_rate_costed_is_the_lowest_prepare_accepts() -> None:
-    assert readers.LOWEST_RATE_HZ == prepare_module.MIN_RATE_HZ
+    assert decode_memory.LOWEST_RATE_HZ == prepare_module.MIN_RATE_HZ
 
 
 # -- memory --------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ def test_decoders_stay_within_their_estimate(name: str) -> None:
     finally:
         tracemalloc.stop()
     channels = recording.signal.shape[1]
-    assert peak <= rows * (4 * channels + per_row) + readers.DECODE_BYTES
+    assert peak <= rows * (4 * channels + per_row) + decode_memory.DECODE_BYTES
     assert peak >= rows * 4 * channels  # the signal was traced: the bound means something
 
 
@@ -577,7 +577,7 @@ def _random_csv(rng: np.random.Generator) -> tuple[bytes, str, int]:
 
 @pytest.mark.parametrize("chunk", [37, 2**20])
 def test_csv_parser_reads_what_the_cell_by_cell_rule_reads(chunk: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(readers, "CHUNK_BYTES", chunk)  # lines cut by every chunk boundary
+    monkeypatch.setattr(decode_memory, "CHUNK_BYTES", chunk)  # lines cut by every chunk boundary
     rng = np.random.default_rng(20261202 + chunk)
     for _ in range(40):
         data, delimiter, columns = _random_csv(rng)
@@ -621,7 +621,7 @@ def _random_json(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
 
 @pytest.mark.parametrize("chunk", [29, 2**20])
 def test_json_parser_reads_what_the_json_module_reads(chunk: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(readers, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(decode_memory, "CHUNK_BYTES", chunk)
     rng = np.random.default_rng(20261203 + chunk)
     for _ in range(40):
         data, expected = _random_json(rng)
@@ -637,7 +637,7 @@ def test_json_signals_given_twice_takes_the_last_as_the_json_module_does() -> No
 
 @pytest.mark.parametrize("chunk", [7, 2**20])
 def test_json_windows_must_all_hold_the_same_rows(chunk: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(readers, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(decode_memory, "CHUNK_BYTES", chunk)
     row = [1.5, -2, 3]
     equal = json.dumps({"signals": [[row] * 4] * 3}).encode()
     assert read_recording(equal, "x.json").stored_shape == (3, 4, 3)
@@ -651,7 +651,7 @@ def test_json_windows_must_all_hold_the_same_rows(chunk: int, monkeypatch) -> No
 def test_damaged_json_signals_are_refused_unless_still_valid(chunk: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Brackets, commas, quotes and braces inserted, replaced or deleted inside "signals":
     whatever the json module still reads is read the same; the rest is a RejectedFile."""
-    monkeypatch.setattr(readers, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(decode_memory, "CHUNK_BYTES", chunk)
     rng = np.random.default_rng(7)
     windows = np.round(rng.normal(0, 1, (2, 6, 3)), 2)
     base = json.dumps({"fs": 500, "signals": windows.tolist(), "site": "s"}).encode()
@@ -710,7 +710,7 @@ def test_npz_refuses_compressions_numpy_never_writes_and_too_many_entries() -> N
         read_recording(bz.getvalue(), "x.npz")
     many = io.BytesIO()
     with zipfile.ZipFile(many, "w") as archive:
-        for i in range(readers.MAX_NPZ_MEMBERS + 1):
+        for i in range(read_arrays.MAX_NPZ_MEMBERS + 1):
             archive.writestr(f"a{i}.npy", b"")
     with pytest.raises(RejectedFile, match="more than 1024 entries"):
         read_recording(many.getvalue(), "x.npz")

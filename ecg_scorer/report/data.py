@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from scorer import readers
+from scorer import objects, read_checks, readers
 from scorer.errors import RejectedFile
 from scorer.prepare import prepare
 
@@ -116,17 +116,6 @@ def _load_s3_json(s3: Any, uri: str) -> dict[str, Any]:
     return doc
 
 
-def _object_metadata(raw: dict[str, str]) -> dict[str, str]:
-    """S3 user metadata with the readers' key spellings, as scorer.app reads it (its copy
-    cannot be imported here: importing scorer.app starts the Lambda's clients)."""
-    out = {}
-    for key, value in raw.items():
-        norm = readers.META_ALIASES.get(key.lower().replace("-", "_"))
-        if norm and value.strip():
-            out[norm] = value.strip()
-    return out
-
-
 def load_trace(s3: Any, item: dict[str, Any], model: Model) -> Trace:
     """The recording of ``item`` (the version it names), read and prepared like the Lambda.
 
@@ -137,13 +126,13 @@ def load_trace(s3: Any, item: dict[str, Any], model: Model) -> Trace:
         request["VersionId"] = item["version_id"]
     response = s3.get_object(**request)
     data = response["Body"].read()
-    s3_meta = _object_metadata(response.get("Metadata") or {})
+    s3_meta = objects.user_metadata(response.get("Metadata") or {})
     recording = readers.read_recording(data, str(item["key"]))
     if recording.fs is None and "sampling_rate_hz" in s3_meta:
-        recording.fs = readers.parse_rate(s3_meta["sampling_rate_hz"], "S3 metadata")
+        recording.fs = read_checks.parse_rate(s3_meta["sampling_rate_hz"], "S3 metadata")
     if recording.leads is None and "leads" in s3_meta:
         names = [n.strip() for n in s3_meta["leads"].split(",")]
-        recording.leads = readers.lead_names(names, recording.signal.shape[1], "S3 metadata")
+        recording.leads = read_checks.lead_names(names, recording.signal.shape[1], "S3 metadata")
     prepared = prepare(recording, model.leads, model.rate_hz, model.window)
     return Trace(
         _join(prepared.windows, prepared.window_starts_s, model), model.rate_hz, model.leads

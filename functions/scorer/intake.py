@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from scorer import fanout, keys, objects, readers, records, schema, store, wfdb
+from scorer import fanout, keys, objects, read_checks, readers, records, schema, store, wfdb
 from scorer.budget import S3_READ_WORST_S, Budget
 from scorer.config import Settings
 from scorer.errors import RejectedFile, TransientError
@@ -263,7 +263,7 @@ def prepare_file(
     s3_meta = gathered.meta
     stated_rate = None
     if "sampling_rate_hz" in s3_meta:
-        stated_rate = readers.parse_rate(
+        stated_rate = read_checks.parse_rate(
             s3_meta["sampling_rate_hz"], "S3 metadata sampling-rate-hz"
         )
     if isinstance(gathered, Whole):
@@ -284,7 +284,7 @@ def prepare_file(
         recording = dataclasses.replace(recording, fs=stated_rate)
     if recording.leads is None and "leads" in s3_meta:
         names = [n.strip() for n in s3_meta["leads"].split(",")]
-        leads = readers.lead_names(names, recording.signal.shape[1], "S3 metadata")
+        leads = read_checks.lead_names(names, recording.signal.shape[1], "S3 metadata")
         recording = dataclasses.replace(recording, leads=leads)
     return prepare(
         recording,

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scorer import readers
+from scorer import read_checks, readers
 from scorer.budget import S3_READ_WORST_S, Budget
 from scorer.errors import RejectedFile, TransientError, error_code, from_boto
 from scorer.uploads import FileRef
@@ -181,7 +181,7 @@ def user_metadata(raw: dict[str, str]) -> dict[str, str]:
     """S3 user metadata (x-amz-meta-*), keys normalised like the files' metadata keys."""
     out = {}
     for key, value in raw.items():
-        norm = readers.META_ALIASES.get(key.lower().replace("-", "_"))
+        norm = read_checks.META_ALIASES.get(key.lower().replace("-", "_"))
         if norm and value.strip():
             out[norm] = value.strip()
     return out
