@@ -4,7 +4,9 @@
   third-party package beyond what functions/requirements.txt ships (and boto3, which the
   Lambda runtime has);
 - model_code/ (the SageMaker container) imports nothing of ours but its own modules;
-- no package has an import cycle between its modules.
+- no package has an import cycle between its modules;
+- every module of functions/scorer, ecg_scorer and model_code opens with a docstring whose
+  first line says its job, and docs/architecture.md names every module.
 """
 
 from __future__ import annotations
@@ -99,3 +101,76 @@ def test_no_import_cycles(package: str) -> None:
     for module in graph:
         if module not in seen:
             visit(module, [module])
+
+
+# -- each module says its job ----------------------------------------------------------------
+
+DOCUMENTED = {
+    "functions/scorer": REPO / "functions" / "scorer",
+    "ecg_scorer": REPO / "ecg_scorer",
+    "model_code": REPO / "model_code",
+}
+# Words a first line is made of when nobody wrote it yet.
+PLACEHOLDERS = ("todo", "fixme", "xxx", "tbd", "placeholder", "docstring", "lorem", "stub")
+
+
+def _every_module() -> list[Path]:
+    return sorted(path for root in DOCUMENTED.values() for path in root.rglob("*.py"))
+
+
+def _first_line(path: Path) -> str | None:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    return doc.strip().splitlines()[0].strip() if doc and doc.strip() else None
+
+
+def _name(path: Path) -> str:
+    return path.relative_to(REPO).as_posix()
+
+
+def _says_its_job(path: Path) -> bool:
+    """A first docstring line of at least four words that is no placeholder and does not
+    merely repeat the module's name."""
+    line = _first_line(path)
+    if line is None:
+        return False
+    words = [w.strip(".,:;!?()`'\"") for w in line.casefold().split()]
+    stem = path.stem.casefold()
+    return (
+        len(words) >= 4  # "Helpers.", "The app module." say nothing
+        and not any(word in PLACEHOLDERS for word in words)
+        and line.rstrip(".").casefold() not in {stem, f"{stem}.py", f"the {stem} module"}
+    )
+
+
+def test_every_module_opens_with_a_line_that_says_its_job() -> None:
+    unsaid = [f"{_name(p)}: {_first_line(p)!r}" for p in _every_module() if not _says_its_job(p)]
+    assert not unsaid, "modules whose first docstring line does not say its job:\n" + "\n".join(
+        unsaid
+    )
+
+
+def test_the_docstring_check_refuses_what_says_nothing(tmp_path: Path) -> None:
+    cases = {
+        "none.py": "x = 1\n",
+        "empty.py": '""""""\n',
+        "todo.py": '"""TODO: write what this module is for."""\n',
+        "short.py": '"""Helpers."""\n',
+        "keys.py": '"""The keys module."""\n',
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert not _says_its_job(tmp_path / name), name
+    (tmp_path / "good.py").write_text('"""Site and device from an S3 key."""\n', encoding="utf-8")
+    assert _says_its_job(tmp_path / "good.py")
+
+
+def test_docs_architecture_names_every_module() -> None:
+    """docs/architecture.md is the map: a module it does not name is a room nobody was told of."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [
+        _name(path)
+        for path in _every_module()
+        if path.name != "__init__.py"
+        and not any(f"`{path.stem}{end}`" in text for end in ("", ".py", "/"))
+    ]
+    assert not missing, "modules docs/architecture.md does not name: " + ", ".join(missing)
