@@ -65,6 +65,21 @@ def test_a_sites_uploaders_write_only_under_their_folder_and_read_nothing() -> N
 
 
 @mock_aws
+@set_initial_no_auth_action_count(4)
+def test_an_uploader_limited_to_one_device_writes_only_under_its_folder() -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    iam = boto3.client("iam", region_name="us-east-1")
+    policy = tenants.uploader_policy(BUCKET, "stmarys", device="holter-7")
+    s3 = _user_client(iam, policy, "holter-7")
+
+    s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-7/day1/a.csv", Body=b"I\n1\n")
+    assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-8/a.csv"))
+    assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-70/a.csv"))
+    with pytest.raises(ValueError, match="device must be"):
+        tenants.uploader_policy(BUCKET, "stmarys", device="*")
+
+
+@mock_aws
 def test_a_device_without_credentials_uploads_with_a_presigned_url_to_its_folder() -> None:
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
@@ -160,6 +175,10 @@ INDEX = f"{TABLE_ARN}/index/{schema.BY_DEVICE}"
         ("dynamodb:PutItem", TABLE_ARN, [schema.file_pk(BUCKET, "incoming/royal/w/a")], False),
         ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/incoming/royal/w/a.csv", [], True),
         ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/incoming/other/w/a.csv", [], False),
+        # a long file's per-window arrays, which its report reads
+        ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/results/royal/w/0f/v1.npz", [], True),
+        ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/results/other/w/0f/v1.npz", [], False),
+        ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/work/chunks/0f/v1/x/00000.npz", [], False),
         ("s3:PutObject", f"arn:aws:s3:::{BUCKET}/incoming/royal/w/a.csv", [], False),
     ],
 )
