@@ -52,7 +52,8 @@ def test_on_a_terminal_the_progress_line_is_redrawn_in_place() -> None:
 
 
 def test_aligned_rows_pad_fixed_columns_and_keep_the_last_as_it_is() -> None:
-    lines = render.aligned([("ok", "role", "arn:aws:iam::1:role/x"), ("FAIL", "bucket", "")], [4, 8])
+    rows = [("ok", "role", "arn:aws:iam::1:role/x"), ("FAIL", "bucket", "")]
+    lines = render.aligned(rows, [4, 8])
     assert lines == ["ok   role     arn:aws:iam::1:role/x", "FAIL bucket   "]
     assert render.aligned([("state", "InService")], [10], indent="  ") == ["  state      InService"]
 
