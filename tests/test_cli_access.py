@@ -13,8 +13,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from botocore.exceptions import ClientError
-from cli_helpers import BUCKET, TABLE, run, run_failing
+from cli_helpers import BUCKET, TABLE, denied, run, run_failing, s3_as_user
 from moto.core import set_initial_no_auth_action_count
 
 from ecg_scorer import cli, tenants
@@ -37,14 +36,6 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return capsys.readouterr().err
 
 
-def denied(call: Any) -> bool:
-    try:
-        call()
-    except ClientError as e:
-        return e.response["Error"]["Code"] == "AccessDenied"
-    return False
-
-
 # 6 set-up requests (bucket, stack, the command's describe_stacks, user, policy, key) go
 # unauthorised; from then on moto checks every S3 request against the printed policy.
 @set_initial_no_auth_action_count(6)
@@ -57,15 +48,7 @@ def test_uploader_policy_for_the_stacks_bucket_lets_a_device_write_only_its_fold
     policy = json.loads(printed)
     assert policy == tenants.uploader_policy(BUCKET, "stmarys", "h-7")
 
-    iam = boto3.client("iam")
-    iam.create_user(UserName="h-7")
-    iam.put_user_policy(UserName="h-7", PolicyName="upload", PolicyDocument=printed)
-    key = iam.create_access_key(UserName="h-7")["AccessKey"]
-    device = boto3.client(
-        "s3",
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-    )
+    device = s3_as_user(boto3.client("iam"), printed, "h-7")
     device.put_object(Bucket=BUCKET, Key="incoming/stmarys/h-7/a.csv", Body=b"I\n1\n")
     assert denied(lambda: device.put_object(Bucket=BUCKET, Key="incoming/stmarys/h-8/a.csv"))
     assert denied(lambda: device.put_object(Bucket=BUCKET, Key="incoming/royal/h-7/a.csv"))
