@@ -1,9 +1,10 @@
-"""argparse value types the command-line tools share: counts, probabilities, times."""
+"""argparse value types the command-line tools share: counts, probabilities, times,
+durations."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ecg_scorer import times
 
@@ -36,3 +37,14 @@ def time(text: str) -> datetime:
         return times.parse_time(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def duration(text: str) -> timedelta:
+    """A positive duration (``times.parse_duration``: 15m, 2h, 7d), for ``type=``."""
+    try:
+        value = times.parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not longer than zero")
+    return value

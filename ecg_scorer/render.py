@@ -1,5 +1,6 @@
-"""How results look: terminal tables that wrap long text (never cut it), CSV, JSON and JSON
-lines with the same columns, and progress lines that rewrite themselves on a terminal.
+"""How results look: terminal tables that wrap long text (never cut it), aligned rows, CSV,
+JSON and JSON lines with the same columns, and progress lines that rewrite themselves on a
+terminal.
 
 Shared by ``ecg-scorer``, the local demo and ``deploy_model.py``. Values may be what DynamoDB
 returns (``Decimal``, sets); :func:`plain` turns them into JSON-ready Python.
@@ -61,9 +62,10 @@ def table(
     columns: Sequence[str],
     width: int | None = None,
     headers: Mapping[str, str] | None = None,
+    rule: bool = False,
 ) -> str:
     """A fixed-width table whose last column wraps to the terminal's width (never cut);
-    columns empty in every row are left out.
+    columns empty in every row are left out. ``rule`` underlines the header with dashes.
 
     ``width`` defaults to the terminal's (80 when not a terminal is too narrow for most
     tables: then the last column wraps at its own width of at least MIN_WRAP_WIDTH).
@@ -77,8 +79,10 @@ def table(
     total = width or shutil.get_terminal_size((160, 24)).columns
     fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
     last = max(MIN_WRAP_WIDTH, total - fixed)
-    indent = " " * (fixed + (2 if len(widths) > 1 else 0)) if len(widths) > 1 else ""
+    indent = " " * fixed  # under the last column's first line
     lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip()]
+    if rule:
+        lines.append("  ".join("-" * w for w in [*widths[:-1], len(names[-1])]))
     for r in cells:
         head = "  ".join(v.ljust(w) for v, w in zip(r[:-1], widths[:-1], strict=True))
         wrapped = textwrap.wrap(r[-1], last, break_long_words=True, break_on_hyphens=False)
@@ -86,6 +90,16 @@ def table(
         lines.append(f"{head}  {first}".rstrip() if len(r) > 1 else first)
         lines.extend(indent + more for more in wrapped[1:])
     return "\n".join(lines) + "\n"
+
+
+def aligned(rows: Iterable[Sequence[Any]], widths: Sequence[int], indent: str = "") -> list[str]:
+    """One line per row, no header: cell i left-aligned in ``widths[i]`` characters, one
+    space apart, the last cell as it is (label/value listings such as an endpoint's status)."""
+    lines = []
+    for row in rows:
+        cells = [f"{value!s:<{width}}" for value, width in zip(row[:-1], widths, strict=True)]
+        lines.append(indent + " ".join([*cells, str(row[-1])]))
+    return lines
 
 
 def record(fields: Mapping[str, Any], width: int | None = None) -> str:
@@ -142,10 +156,12 @@ def plural(count: int, noun: str) -> str:
 
 class Progress:
     """A status line that rewrites itself on a terminal; elsewhere (logs, CI) it prints a
-    line only when the text changes, at most every ``every_s`` seconds for counts.
+    line only when the text (or the ``key`` given) changes, at most every ``every_s``
+    seconds for counts.
 
     ``count(done, total)`` shows ``label  120/500  24%  31.0/s  ~12s left``; ``line(text)``
     any text; ``step(text)`` a permanent line; ``finish(text)`` ends the status line.
+    ``timed`` starts every line with the time since the start (``[ 12.3s] ``).
     """
 
     def __init__(
@@ -154,31 +170,41 @@ class Progress:
         out: TextIO | None = None,
         every_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        timed: bool = False,
     ) -> None:
         self.label = label
         self.out = out or sys.stderr
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
         self.every_s = every_s
         self.clock = clock
+        self.timed = timed
         self.started = clock()
         self._shown = ""
+        self._key: str | None = None
         self._width = 0
         self._printed_at = -1e9
 
     def elapsed(self) -> float:
         return self.clock() - self.started
 
-    def line(self, text: str, force: bool = False) -> None:
-        if text == self._shown and not force:
+    def _stamped(self, text: str) -> str:
+        return f"[{self.elapsed():5.1f}s] {text}" if self.timed else text
+
+    def line(self, text: str, force: bool = False, key: str | None = None) -> None:
+        """Show ``text``: redrawn on a terminal whenever it changes; elsewhere printed when
+        ``key`` (default: the text itself) changes, so a ticking clock is not a new line."""
+        key = text if key is None else key
+        shown = self._stamped(text)
+        if not force and (shown == self._shown if self.tty else key == self._key):
             return
         if self.tty:
-            self.out.write("\r" + text.ljust(self._width))
-            self._width = max(self._width, len(text))
+            self.out.write("\r" + shown.ljust(self._width))
+            self._width = max(self._width, len(shown))
         else:
-            self.out.write(text + "\n")
+            self.out.write(shown + "\n")
             self._printed_at = self.clock()
         self.out.flush()
-        self._shown = text
+        self._shown, self._key = shown, key
 
     def count(self, done: int, total: int | None = None, note: str = "") -> None:
         if not self.tty and done != total and self.clock() - self._printed_at < self.every_s:
@@ -196,7 +222,7 @@ class Progress:
     def step(self, text: str) -> None:
         """A permanent line (the status line, if any, ends first)."""
         self.finish()
-        self.out.write(text + "\n")
+        self.out.write(self._stamped(text) + "\n")
         self.out.flush()
 
     def finish(self, text: str | None = None) -> None:
@@ -205,4 +231,4 @@ class Progress:
         if self.tty and self._shown:
             self.out.write("\n")
             self.out.flush()
-        self._shown, self._width = "", 0
+        self._shown, self._key, self._width = "", None, 0

@@ -13,15 +13,22 @@ from typing import Any
 from scorer import keys, schema
 
 POLICY_VERSION = "2012-10-17"
+METADATA_HEADER = "x-amz-meta-"
+# A SigV4 presigned URL or form works for at most 7 days (and never past the expiry of the
+# credentials that signed it).
+MAX_PRESIGN_S = 7 * 24 * 3600
 
 
-def uploader_policy(bucket: str, site: str, partition: str = "aws") -> dict[str, Any]:
-    """An identity policy for one site's uploaders: PutObject under its prefix, nothing else.
+def uploader_policy(
+    bucket: str, site: str, device: str | None = None, partition: str = "aws"
+) -> dict[str, Any]:
+    """An identity policy for one site's uploaders (or one device's): PutObject under its
+    prefix, nothing else.
 
     Multipart uploads (large Holter files) need the same right on their parts, and
     AbortMultipartUpload to clean up; no read, list or delete anywhere.
     """
-    _check_site(site)
+    check_names(site, device)
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -29,7 +36,7 @@ def uploader_policy(bucket: str, site: str, partition: str = "aws") -> dict[str,
                 "Sid": "UploadUnderOwnSite",
                 "Effect": "Allow",
                 "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-                "Resource": f"arn:{partition}:s3:::{bucket}/{keys.prefix(site)}*",
+                "Resource": f"arn:{partition}:s3:::{bucket}/{keys.prefix(site, device)}*",
             }
         ],
     }
@@ -45,13 +52,14 @@ def analyst_policy(
       ``FILE#<bucket>/incoming/<site>/...``), both bounded by ``dynamodb:LeadingKeys``;
     - the registry of devices (partition ``REGISTRY``: names every site's devices, no
       patient data), which site listings start from;
-    - the sites' recordings in S3, for reports.
+    - the sites' recordings in S3 and the per-window arrays of their long files
+      (``results/<site>/``), for reports.
 
     The anomaly and rejected indexes hold every site's items, so they are not granted:
     such analysts list anomalies and rejections per site or device.
     """
     for site in sites:
-        _check_site(site)
+        check_names(site)
     if not sites:
         raise ValueError("name at least one site")
     device_keys = [f"{schema.device_key(site, '')}*" for site in sites]
@@ -88,37 +96,76 @@ def analyst_policy(
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:GetObjectVersion"],
                 "Resource": [
-                    f"arn:{partition}:s3:::{bucket}/{keys.prefix(site)}*" for site in sites
+                    f"arn:{partition}:s3:::{bucket}/{folder}{site}/*"
+                    for site in sites
+                    for folder in (keys.INCOMING, keys.RESULTS)
                 ],
             },
         ],
     }
 
 
-def presigned_put(s3: Any, bucket: str, site: str, device: str, name: str, expires_s: int) -> str:
-    """A URL a device can PUT one file to (``curl -T file URL``), valid ``expires_s``."""
+def metadata_headers(metadata: dict[str, str] | None) -> dict[str, str]:
+    """S3 user metadata as the request headers that carry it (``x-amz-meta-<name>``)."""
+    return {f"{METADATA_HEADER}{name}": value for name, value in (metadata or {}).items()}
+
+
+def presigned_put(
+    s3: Any,
+    bucket: str,
+    site: str,
+    device: str,
+    name: str,
+    expires_s: int,
+    metadata: dict[str, str] | None = None,
+) -> str:
+    """A URL a device can PUT one file to (``curl -T file URL``), valid ``expires_s``.
+
+    With SigV4 the metadata is signed as headers: the device must send exactly
+    ``metadata_headers(metadata)`` with the file, or S3 refuses the upload.
+    """
     key = keys.incoming_key(site, device, name)
-    url: str = s3.generate_presigned_url(
-        "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
-    )
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if metadata:
+        params["Metadata"] = metadata
+    url: str = s3.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_s)
     return url
 
 
 def presigned_post(
-    s3: Any, bucket: str, site: str, device: str, expires_s: int, max_bytes: int
+    s3: Any,
+    bucket: str,
+    site: str,
+    device: str,
+    expires_s: int,
+    max_bytes: int,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A form a device can POST any number of files with, each under its own folder
-    ``incoming/<site>/<device>/`` and at most ``max_bytes``, until it expires."""
+    ``incoming/<site>/<device>/`` and at most ``max_bytes``, until it expires.
+
+    The metadata are form fields the policy pins: every file carries the same values.
+    """
+    check_names(site, device)
     prefix = keys.prefix(site, device)
+    fields = metadata_headers(metadata)
     post: dict[str, Any] = s3.generate_presigned_post(
         bucket,
         prefix + "${filename}",
-        Conditions=[["starts-with", "$key", prefix], ["content-length-range", 1, max_bytes]],
+        Fields=fields or None,
+        Conditions=[
+            ["starts-with", "$key", prefix],
+            ["content-length-range", 1, max_bytes],
+            *({name: value} for name, value in fields.items()),
+        ],
         ExpiresIn=expires_s,
     )
     return post
 
 
-def _check_site(site: str) -> None:
-    if not keys.valid_name(site):
-        raise ValueError(f"a site must be {keys.NAME_RULE}")
+def check_names(site: str, device: str | None = None) -> None:
+    """ValueError naming the rule when a site or device name could widen a policy or leave
+    its folder ("*", "a/b", "..")."""
+    for what, value in (("site", site), ("device", device)):
+        if value is not None and not keys.valid_name(value):
+            raise ValueError(f"a {what} must be {keys.NAME_RULE}")

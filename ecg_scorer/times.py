@@ -1,13 +1,24 @@
-"""Times people type on a command line: ISO 8601 or an age before now ("90m", "7d")."""
+"""Times people type on a command line: ISO 8601, an age before now ("90m", "7d"), or a
+duration ("15m")."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 HELP = "ISO 8601 (2026-11-27, 2026-11-27T08:30Z; no zone means UTC) or an age: 90m, 24h, 7d, 2w"
+DURATION_HELP = "a number and a unit: 30s, 15m, 2h, 7d, 1w"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30s``, ``15m``, ``2h``, ``7d``, ``1w`` (a number may have decimals); ValueError
+    says what is expected."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use {DURATION_HELP}")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
@@ -19,9 +30,8 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     value = text.strip()
     if value.lower() == "now":
         return now
-    age = _AGE.fullmatch(value.lower())
-    if age:
-        return now - timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
+    if _DURATION.fullmatch(value.lower()):
+        return now - parse_duration(value)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

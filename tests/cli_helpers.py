@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 from PIL import Image
 from scorer import store, uploads
 from scorer.budget import Budget
@@ -154,3 +156,27 @@ def run_json(*argv: str) -> list[dict[str, Any]]:
 
 def keys(rows: list[dict[str, Any]]) -> list[str]:
     return [r["key"].rsplit("/", 1)[-1] for r in rows]
+
+
+def s3_as_user(iam: Any, policy_document: str, name: str) -> Any:
+    """An S3 client acting as a new IAM user whose only permissions are ``policy_document``
+    (moto enforces them once its ``set_initial_no_auth_action_count`` allowance is spent:
+    these three IAM calls count)."""
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=policy_document)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+
+
+def denied(call: Any) -> bool:
+    """True when the call fails with AccessDenied."""
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"] == "AccessDenied"
+    return False

@@ -116,7 +116,9 @@ def test_uploaded_files_are_found_by_every_finding_command(
 def test_a_hash_in_the_lambdas_log_resolves_to_its_file(
     running: stack.LocalStack, uploaded: dict[str, dict[str, Any]]
 ) -> None:
-    log = (running.log_dir / "function.log").read_text(encoding="utf-8")  # the Lambda's own
+    # The function runs in its own runtime process, which writes function.log (the poller
+    # logs only batches).
+    log = (running.log_dir / "function.log").read_text(encoding="utf-8")
     hashes = set(re.findall(r'"file": ?"([0-9a-f]{16})"', log))
     assert hashes, "the Lambda logged no file hash"
     bucket = running.resources.bucket

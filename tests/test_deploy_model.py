@@ -969,7 +969,9 @@ def test_a_bad_since_is_reported_with_the_usage_of_logs(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: deploy_model.py logs ")
-    assert "error: argument --since: 'yesterday': use a duration like 10m, 2h, 1d" in err
+    # The same words as ecg-scorer's --since: one parser (ecg_scorer.times) for both tools.
+    assert "error: argument --since: bad time 'yesterday': use ISO 8601" in err
+    assert "or an age: 90m, 24h, 7d" in err
 
 
 def test_invoke_against_moto_reports_its_canned_answer(

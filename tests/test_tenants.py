@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from botocore.exceptions import ClientError
+from cli_helpers import denied, s3_as_user
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 from scorer import schema
@@ -28,40 +28,36 @@ BUCKET = "ecg-ingest-tenants"
 TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Predictions"
 
 
-def _user_client(iam: Any, policy: dict[str, Any], name: str) -> Any:
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return boto3.client(
-        "s3",
-        region_name="us-east-1",
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-    )
-
-
-def _denied(call: Any) -> bool:
-    try:
-        call()
-    except ClientError as e:
-        return e.response["Error"]["Code"] == "AccessDenied"
-    return False
-
-
 @mock_aws
 @set_initial_no_auth_action_count(4)  # the bucket and user set-up run unauthorised
 def test_a_sites_uploaders_write_only_under_their_folder_and_read_nothing() -> None:
     admin = boto3.client("s3", region_name="us-east-1")
     admin.create_bucket(Bucket=BUCKET)
     iam = boto3.client("iam", region_name="us-east-1")
-    s3 = _user_client(iam, tenants.uploader_policy(BUCKET, "stmarys"), "stmarys-uploader")
+    policy = json.dumps(tenants.uploader_policy(BUCKET, "stmarys"))
+    s3 = s3_as_user(iam, policy, "stmarys-uploader")
 
     s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-7/a.csv", Body=b"I,II,V2\n")
-    assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/other/dev/a.csv", Body=b"x"))
-    assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/stmarysx/d/a.csv", Body=b""))
-    assert _denied(lambda: s3.put_object(Bucket=BUCKET, Key="results/x", Body=b"x"))
-    assert _denied(lambda: s3.get_object(Bucket=BUCKET, Key="incoming/stmarys/holter-7/a.csv"))
-    assert _denied(lambda: s3.list_objects_v2(Bucket=BUCKET))
+    assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/other/dev/a.csv", Body=b"x"))
+    assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/stmarysx/d/a.csv", Body=b""))
+    assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="results/x", Body=b"x"))
+    assert denied(lambda: s3.get_object(Bucket=BUCKET, Key="incoming/stmarys/holter-7/a.csv"))
+    assert denied(lambda: s3.list_objects_v2(Bucket=BUCKET))
+
+
+@mock_aws
+@set_initial_no_auth_action_count(4)
+def test_an_uploader_limited_to_one_device_writes_only_under_its_folder() -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    iam = boto3.client("iam", region_name="us-east-1")
+    policy = tenants.uploader_policy(BUCKET, "stmarys", device="holter-7")
+    s3 = s3_as_user(iam, json.dumps(policy), "holter-7")
+
+    s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-7/day1/a.csv", Body=b"I\n1\n")
+    assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-8/a.csv"))
+    assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-70/a.csv"))
+    with pytest.raises(ValueError, match="device must be"):
+        tenants.uploader_policy(BUCKET, "stmarys", device="*")
 
 
 @mock_aws
@@ -160,6 +156,10 @@ INDEX = f"{TABLE_ARN}/index/{schema.BY_DEVICE}"
         ("dynamodb:PutItem", TABLE_ARN, [schema.file_pk(BUCKET, "incoming/royal/w/a")], False),
         ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/incoming/royal/w/a.csv", [], True),
         ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/incoming/other/w/a.csv", [], False),
+        # a long file's per-window arrays, which its report reads
+        ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/results/royal/w/0f/v1.npz", [], True),
+        ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/results/other/w/0f/v1.npz", [], False),
+        ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/work/chunks/0f/v1/x/00000.npz", [], False),
         ("s3:PutObject", f"arn:aws:s3:::{BUCKET}/incoming/royal/w/a.csv", [], False),
     ],
 )

@@ -2,7 +2,8 @@
 
 One module per reason to change: ``parser`` (the flags), ``main`` (dispatch and error
 lines), ``context`` (where resources are), ``listing`` (queries shown or exported),
-``report`` (ECG pictures), ``compare``, ``rescore``, ``upload``, ``redrive``.
+``report`` (ECG pictures), ``compare``, ``rescore``, ``upload``, ``redrive``, ``access``
+(tenant policies and presigned uploads).
 """
 
 from __future__ import annotations

@@ -144,6 +144,7 @@ def _client_error(error: ClientError) -> str:
         "Query",
         "BatchGetItem",
         "GetItem",
+        "DescribeTable",
     }:
         return (
             f"table not found: {message(error)} (check --table, ECG_SCORER_TABLE or --stack, "

@@ -13,16 +13,18 @@ from ecg_scorer import args as types
 from ecg_scorer import render, times
 
 DEFAULT_SINCE = "24h"
+MAX_POST_BYTES = 4 * 1024**3  # template.yaml's MaxRecordingBytes: what the pipeline reads
 
 DESCRIPTION = """\
 Find, look at, export, compare and re-score ECG scoring results; upload ECG files; replay
-failed files.
+failed files; give a site's devices and analysts access to that site only.
 
   find      result, device, site, anomalies, rejected, sites, devices, resolve
   look      report
   export    export
   compare   compare
   feed      upload, rescore, redrive
+  access    policy, presign
 """
 EPILOG = (
     """\
@@ -249,6 +251,63 @@ def build_parser() -> argparse.ArgumentParser:
         default=300,
         help="move-task: seconds to wait for the task to finish (300)",
     )
+
+    # -- access
+    about = "an IAM policy (JSON) that lets a site's uploaders or analysts reach that site only"
+    policy = commands.add_parser("policy", help=about, description=about)
+    kinds = policy.add_subparsers(dest="kind", required=True, metavar="WHO")
+    about = "PutObject under incoming/<site>/ (or one device's folder), no read, list or delete"
+    p = kinds.add_parser("uploader", parents=[common, bucket], help=about, description=about)
+    p.set_defaults(run="access:cmd_policy", parser=p)
+    p.add_argument("--site", required=True)
+    p.add_argument("--device", help="only this device's folder")
+    about = (
+        "the sites' results by device and by file, the device registry, their recordings; "
+        "not the anomaly and rejected lists (they hold every site's)"
+    )
+    p = kinds.add_parser("analyst", parents=[table, bucket], help=about, description=about)
+    p.set_defaults(run="access:cmd_policy", parser=p)
+    p.add_argument("--site", action="append", required=True, help="repeat for several sites")
+
+    p = add(
+        "presign",
+        "access:cmd_presign",
+        [common, bucket],
+        "a URL (or, with --post, a form) a device without AWS credentials uploads with to "
+        "incoming/<site>/<device>/, and the headers it must send",
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="the file to upload (its name is the object's); optional with --post",
+    )
+    p.add_argument("--site", required=True)
+    p.add_argument("--device", required=True)
+    p.add_argument(
+        "--expires",
+        type=types.duration,
+        default="1h",
+        help="how long it works (1h; at most 7d, and never past the expiry of the "
+        "credentials that sign it): " + times.DURATION_HELP,
+    )
+    p.add_argument(
+        "--post", action="store_true", help="a form for any number of files, not one URL"
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=types.positive,
+        default=MAX_POST_BYTES,
+        help=f"--post: the largest file accepted ({MAX_POST_BYTES}, the stack's default "
+        "MaxRecordingBytes)",
+    )
+    p.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KEY=VALUE",
+        help="S3 metadata every upload carries (e.g. sampling_rate_hz=250); repeatable",
+    )
+    p.add_argument("--format", choices=["text", "json"], default="text")
     return parser
 
 

@@ -3,8 +3,9 @@
 Modules, from the ground up: ``identity`` (what names a model), ``aws`` (session, clients,
 image), ``archive`` (package and check; ``smoke`` is the check's prediction, run by path),
 ``preflight``, ``rollout`` (plan, apply, wait), ``invoke``, ``operate`` (status, logs,
-delete), ``render`` (aligned rows, progress line), ``commands`` (what each command prints)
-and ``cli`` (the flags). `ToolError` is the one error the commands raise for the user.
+delete), ``commands`` (what each command prints) and ``cli`` (the flags); aligned rows and
+the progress line are ``ecg_scorer.render``'s, flag values ``ecg_scorer.args``'. `ToolError`
+is the one error the commands raise for the user.
 """
 
 

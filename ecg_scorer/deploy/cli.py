@@ -7,13 +7,13 @@ into one line on stderr.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ecg_scorer import args as types
+from ecg_scorer import times
 from ecg_scorer.deploy import ToolError, commands
 from ecg_scorer.deploy.archive import CONFIG, DEFAULT_CODE_DIR, DEFAULT_MODEL_DIR, MAX_UNPACKED_MIB
 from ecg_scorer.deploy.identity import ARCHIVE_DIR, PREFIX_ROOT
@@ -38,13 +38,6 @@ Subparsers = Any  # argparse's _SubParsersAction, private in typeshed
 # flag values
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
-
-
 def memory(text: str) -> int:
     value = int(text)
     if value not in SERVERLESS_MEMORY_MB:
@@ -52,25 +45,6 @@ def memory(text: str) -> int:
             f"{text}: serverless memory is one of {', '.join(map(str, SERVERLESS_MEMORY_MB))} MB"
         )
     return value
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """'30s', '10m', '2h', '1d' ago, or an ISO 8601 time (naive means UTC).
-
-    An argparse type: a bad value is reported with the usage of the command it belongs to.
-    """
-    now = now or datetime.now(UTC)
-    match = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
-        return now - timedelta(**{unit: int(match[1])})
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use a duration like 10m, 2h, 1d or an ISO time"
-        ) from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class _Deprecated(argparse.Action):
@@ -107,7 +81,7 @@ def _role_bucket(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-concurrency",
-        type=positive,
+        type=types.positive,
         default=10,
         help="serverless MaxConcurrency, checked against the account quota (default 10)",
     )
@@ -116,7 +90,7 @@ def _role_bucket(p: argparse.ArgumentParser) -> None:
 def _unpack_limit(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-unpacked-mib",
-        type=positive,
+        type=types.positive,
         default=MAX_UNPACKED_MIB,
         help="refuse an archive whose members unpack to more than this many MiB, in all "
         f"or one member, checked before reading them (default {MAX_UNPACKED_MIB})",
@@ -199,7 +173,7 @@ def _deploy(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--provisioned-concurrency",
-        type=positive,
+        type=types.positive,
         help="serverless ProvisionedConcurrency (warm containers, billed while idle)",
     )
     p.add_argument(
@@ -250,7 +224,7 @@ def _invoke(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--batch",
-        type=positive,
+        type=types.positive,
         help="at most this many windows per request (default: as many as fit in a "
         f"{MAX_REQUEST_BYTES}-byte request body, the serverless payload limit)",
     )
@@ -269,7 +243,7 @@ def _status(sub: Subparsers) -> None:
     p = sub.add_parser("status", help="endpoint state, configuration and recent metrics")
     _endpoint_flag(p)
     p.add_argument(
-        "--minutes", type=positive, default=60, help="metrics window in minutes (default 60)"
+        "--minutes", type=types.positive, default=60, help="metrics window in minutes (default 60)"
     )
     p.set_defaults(func=commands.cmd_status)
 
@@ -279,9 +253,9 @@ def _logs(sub: Subparsers) -> None:
     _endpoint_flag(p)
     p.add_argument(
         "--since",
-        type=parse_since,
+        type=types.time,
         default="1h",
-        help="start: 30s, 10m, 2h, 1d ago or an ISO time (default 1h)",
+        help=f"start (default 1h): {times.HELP}",
     )
     p.add_argument("--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     p.add_argument(

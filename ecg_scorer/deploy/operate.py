@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TextIO
 
+from ecg_scorer import render
 from ecg_scorer.deploy import ToolError
 from ecg_scorer.deploy.aws import VARIANT, Aws, client_error, error_code, exists, tag_dict
 from ecg_scorer.deploy.identity import MANAGED_BY, TAG_MANAGED_BY, TAG_SHA, TAG_VERSION, managed
-from ecg_scorer.deploy.render import rows
 
 METRICS = (
     ("Invocations", "Sum", ""),
@@ -68,7 +68,7 @@ def _metric_lines(cloudwatch: Any, endpoint: str, minutes: int) -> list[str]:
             Statistics=[stat],
         ).get("Datapoints", [])
         table.append((name, stat.lower(), _metric_value(points, stat, unit)))
-    return rows(table, [42, 8], indent="  ")
+    return render.aligned(table, [42, 8], indent="  ")
 
 
 def _serverless_text(serverless: dict[str, Any]) -> str:
@@ -113,7 +113,7 @@ def status_lines(aws: Aws, endpoint: str, minutes: int = 60) -> list[str]:
                 ("sha256", tags.get(TAG_SHA, "?")),
                 ("image", container.get("Image", "?")),
             ]
-    lines = rows(table, [10])
+    lines = render.aligned(table, [10])
     lines.append(f"last {minutes} min (CloudWatch AWS/SageMaker):")
     lines.extend(_metric_lines(aws.client("cloudwatch"), endpoint, minutes))
     return lines
@@ -180,7 +180,7 @@ class Owned:
         table += [("endpoint config", name) for name in self.configs]
         table += [("model", name) for name in self.models]
         table += [("artifact", url) for url in (self.artifacts if artifacts else [])]
-        return rows(table, [17], indent="  ")
+        return render.aligned(table, [17], indent="  ")
 
 
 def find_owned(aws: Aws, endpoint: str) -> Owned:

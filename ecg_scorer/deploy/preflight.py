@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from ecg_scorer import render
 from ecg_scorer.deploy import ToolError
 from ecg_scorer.deploy.aws import Aws, client_error, default_bucket, error_code
-from ecg_scorer.deploy.render import rows
 
 ROLE_ENV = "SAGEMAKER_ROLE_ARN"
 CREDENTIALS_FIX = "configure credentials (aws configure, AWS_PROFILE, or aws sso login)"
@@ -30,7 +30,7 @@ class Check:
 
     def __str__(self) -> str:
         mark = {True: "ok", False: "FAIL", None: "skip"}[self.ok]
-        text = rows([(mark, self.name, self.detail)], [4, 12])[0]
+        text = render.aligned([(mark, self.name, self.detail)], [4, 12])[0]
         return text + (f"\n     fix: {self.fix}" if self.fix and self.ok is not True else "")
 
 

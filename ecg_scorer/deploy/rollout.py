@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, TextIO, TypedDict, Unpack
 from urllib.parse import urlencode
 
+from ecg_scorer import render
 from ecg_scorer.deploy import ToolError
 from ecg_scorer.deploy.archive import sha256_file
 from ecg_scorer.deploy.aws import VARIANT, Aws, exists
 from ecg_scorer.deploy.identity import s3_key, tags
 from ecg_scorer.deploy.operate import log_tail
-from ecg_scorer.deploy.render import Progress, rows
 
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 # Serverless containers may write only under /tmp. TorchServe's log4j configuration (in the
@@ -98,7 +98,10 @@ class Plan:
             ),
             ("endpoint", f"{self.endpoint}  [{action}]"),
         ]
-        return [f"plan for endpoint {self.endpoint} in {self.region}:", *rows(table, [9], "  ")]
+        return [
+            f"plan for endpoint {self.endpoint} in {self.region}:",
+            *render.aligned(table, [9], "  "),
+        ]
 
 
 def _short_hash(payload: Any) -> str:
@@ -209,18 +212,18 @@ def wait_for_endpoint(
     By hand, not with the endpoint_in_service waiter: it shows progress, tells a rolled-back
     update from success, and adds the log tail to a failure.
     """
-    progress = Progress(sys.stdout if out is None else out)
+    progress = render.Progress(out=sys.stdout if out is None else out)
     start = clock()
     while True:
         desc = sm.describe_endpoint(EndpointName=endpoint)
         status = desc["EndpointStatus"]
         elapsed = clock() - start
-        progress.update(
+        progress.line(
             f"endpoint {endpoint}: {status} ({int(elapsed // 60)}m{int(elapsed % 60):02d}s)",
             key=status,
         )
         if status == "InService":
-            progress.end()
+            progress.finish()
             if desc.get("EndpointConfigName") != config_name:
                 # An update that fails rolls back: the endpoint keeps serving the old config.
                 reason = desc.get("FailureReason", "no FailureReason given")
@@ -231,14 +234,14 @@ def wait_for_endpoint(
                 )
             return
         if status in ("Failed", "OutOfService"):
-            progress.end()
+            progress.finish()
             reason = desc.get("FailureReason", "no FailureReason given")
             raise ToolError(
                 f"endpoint {endpoint} is {status}: {reason}\nlast log lines:\n"
                 + "\n".join(log_tail(logs, endpoint))
             )
         if elapsed > timeout:
-            progress.end()
+            progress.finish()
             raise ToolError(
                 f"endpoint {endpoint} still {status} after {timeout:.0f} s; it keeps going in "
                 f"AWS: watch it with deploy_model.py status --endpoint-name {endpoint}"

@@ -22,16 +22,15 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer
 from scorer import schema
 
+from ecg_scorer import query, render
 from ecg_scorer.local import aws, daemon
 from ecg_scorer.local import samples as sample_files
 from ecg_scorer.local import stack as local_stack
@@ -48,33 +47,6 @@ DEMO_VISIBILITY_TIMEOUT_S = 120
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-class Progress:
-    """Steps with elapsed time; a line that rewrites itself on a terminal."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.tty = sys.stdout.isatty()
-        self._last = ""
-
-    def step(self, message: str) -> None:
-        self.done_line()
-        say(f"[{time.monotonic() - self.started:5.1f}s] {message}")
-
-    def update(self, message: str) -> None:
-        line = f"[{time.monotonic() - self.started:5.1f}s]   {message}"
-        if self.tty:
-            print("\r" + line.ljust(len(self._last)), end="", flush=True)
-            self._last = line
-        elif message != self._last:
-            say(line)
-            self._last = message
-
-    def done_line(self) -> None:
-        if self.tty and self._last:
-            print(flush=True)
-        self._last = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,17 +125,14 @@ def find_item(ddb: Any, table: str, bucket: str, key: str, model_version: str) -
         Key={"pk": {"S": schema.file_pk(bucket, key)}, "sk": {"S": schema.model_sk(model_version)}},
         ConsistentRead=True,
     ).get("Item")
-    if got is None:
-        return None
-    deserialize = TypeDeserializer().deserialize
-    return {k: deserialize(v) for k, v in got.items()}
+    return None if got is None else query.decode_item(got)
 
 
 def wait_for_results(
     stack: LocalStack,
     results: list[FileResult],
     timeout_s: float,
-    progress: Progress | None = None,
+    progress: render.Progress | None = None,
 ) -> None:
     """Poll the table (and the DLQ) until every file is accounted for or time runs out."""
     ddb = boto3.client("dynamodb")
@@ -188,24 +157,24 @@ def wait_for_results(
         counts = {s: sum(r.status == s for r in results) for s in ("SCORED", "REJECTED", "IN DLQ")}
         waiting = sum(not r.accounted for r in results)
         if progress is not None:
-            progress.update(
-                f"{counts['SCORED']} scored, {counts['REJECTED']} rejected, "
+            progress.line(
+                f"  {counts['SCORED']} scored, {counts['REJECTED']} rejected, "
                 f"{counts['IN DLQ']} in DLQ, {waiting} waiting"
             )
         if waiting == 0 or time.monotonic() > deadline:
             if progress is not None:
-                progress.done_line()
+                progress.finish()
             return
         if stack.endpoint_exit_code() is not None:
             if progress is not None:
-                progress.done_line()
+                progress.finish()
             raise RuntimeError(
                 f"the model server stopped (exit {stack.endpoint_exit_code()}); logs in "
                 f"{stack.log_dir}"
             )
         if stack.poller_proc is not None and stack.poller_proc.poll() is not None:
             if progress is not None:
-                progress.done_line()
+                progress.finish()
             raise RuntimeError(
                 f"the poller stopped (exit {stack.poller_proc.returncode}):\n"
                 + tail(stack.log_dir / "poller.log")
@@ -213,17 +182,22 @@ def wait_for_results(
         time.sleep(0.5)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal | float):  # probabilities; counts are int below
-        return f"{float(value):.3f}"
-    return str(value)
+RESULT_COLUMNS = (
+    "file",
+    "device",
+    "status",
+    "probability",
+    "label",
+    "windows",
+    "expected",
+    "reason",
+)
+RESULT_HEADERS = {**{c: c for c in RESULT_COLUMNS}, "probability": "prob"}
 
 
 def results_table(results: Sequence[FileResult]) -> str:
-    """One line per file: file, device, status, probability, label, windows, expected, reason."""
-    header = ("file", "device", "status", "prob", "label", "windows", "expected", "reason")
+    """One line per file: file, device, status, probability, label, windows, expected, reason
+    (wrapped, never cut)."""
     rows = []
     for r in results:
         item = r.item or {}
@@ -232,24 +206,18 @@ def results_table(results: Sequence[FileResult]) -> str:
             reason = f"a part of {r.sample.part_of.rsplit('/', 1)[-1]}: one record, one outcome"
         expected = r.sample.expect + ("" if r.matches_expectation() or not r.item else " (!)")
         rows.append(
-            (
-                r.sample.path.split("/", 2)[2],
-                f"{r.sample.site}/{r.sample.device}",
-                r.status,
-                _cell(item.get("probability")),
-                _cell(item.get("label")),
-                _cell(None if item.get("windows") is None else int(item["windows"])),
-                expected,
-                _cell(reason),
-            )
+            {
+                "file": r.sample.path.split("/", 2)[2],
+                "device": f"{r.sample.site}/{r.sample.device}",
+                "status": r.status,
+                "probability": item.get("probability"),
+                "label": item.get("label"),
+                "windows": item.get("windows"),
+                "expected": expected,
+                "reason": reason,
+            }
         )
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    widths[-1] = len(header[-1])  # the reason is last and not padded
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    return render.table(rows, RESULT_COLUMNS, headers=RESULT_HEADERS, rule=True).rstrip("\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +245,7 @@ def stop_on_signals() -> Iterator[None]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    progress = Progress()
+    progress = render.Progress(out=sys.stdout, timed=True)
     progress.step(f"model: {local_stack.shown(args.archive)}")
     progress.step("writing sample files")
     # Its own directory, so a demo never disturbs a stack left running by `up`.
@@ -312,7 +280,7 @@ def run_demo(args: argparse.Namespace) -> int:
             progress.step("waiting for every file to be scored, rejected or dead-lettered")
             wait_for_results(stack, results, args.timeout, progress)
         except KeyboardInterrupt:
-            progress.done_line()
+            progress.finish()
             say("interrupted; stopping the local stack")
             return 130
         finally:
@@ -328,7 +296,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"{len(results)} files: {sum(r.status == 'SCORED' for r in results)} scored, "
         f"{sum(r.status == 'REJECTED' for r in results)} rejected, "
         f"{sum(r.in_dlq for r in results)} in the DLQ, {len(missing)} unaccounted for; "
-        f"{time.monotonic() - progress.started:.1f} s"
+        f"{progress.elapsed():.1f} s"
     )
     for notice in stack.parts.notices if stack is not None else []:
         say(f"!!! {notice}")
