@@ -130,6 +130,10 @@ def start_model_server(
             "TS_INFERENCE_ADDRESS": url,
             "TS_MANAGEMENT_ADDRESS": url,
             "TS_METRICS_ADDRESS": f"http://{HOST}:{free_port()}",
+            # TorchServe's gRPC servers default to ports 7070/7071: a second model server on
+            # the machine (another stack, a test, a benchmark) failed to start on them.
+            "TS_GRPC_INFERENCE_PORT": str(free_port()),
+            "TS_GRPC_MANAGEMENT_PORT": str(free_port()),
             "LOCAL_TS_CONFIG_FILE": str(work_dir / "sagemaker-ts.properties"),
             "TEMP": str(tmp),  # TorchServe's java.io.tmpdir: model copies, worker sockets
             "TMPDIR": str(tmp),  # Python's: TorchServe's pid file
