@@ -49,6 +49,7 @@ from ecg_scorer.local import HOST, REPO
 from ecg_scorer.local import stack as local_stack
 from ecg_scorer.local.artifacts import what_runs
 from ecg_scorer.local.aws import INGEST_PREFIX, isolate_from_aws, moto_version
+from ecg_scorer.local.demo import stop_on_signals
 from ecg_scorer.local.model_server import ContainerClient, missing_prerequisites
 from ecg_scorer.local.runtime_api import ModelAnswer, make_server, serve_in_thread
 from ecg_scorer.local.sam_template import load_template, table_definition
@@ -423,6 +424,11 @@ def main() -> int:
     isolate_from_aws()
     print("starting the local stack", flush=True)
     # A visibility timeout long enough that no batch is handed out twice while it runs.
+    with stop_on_signals():  # SIGTERM too stops what was started
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     stack = local_stack.start(args.archive, WORK, visibility_timeout_s=900, with_poller=False)
     try:
         os.environ.update(stack.client_env())

@@ -169,8 +169,10 @@ def backfill_table(report: dict[str, Any], serverless_mb: int) -> str:
     per_window_s = (cost["fixed_ms"] / full + cost["per_window_ms"]) / 1000  # in full calls
     windows = FILES
     path = per_file(project, FILES, serverless_mb)
-    # Backfill through the queue: no upload; rescore's SendMessage replaces S3's event.
+    # Backfill through the queue: no upload; `ecg-scorer rescore` sends the messages 10 to a
+    # SendMessageBatch where S3 sent one event per upload.
     serverless_parts = {k: v[1] for k, v in path.items() if k != "S3 PUT (upload)"}
+    serverless_parts["SQS"] -= 0.9 * SQS_REQUEST.usd
     serverless_total = sum(serverless_parts.values()) * windows
     model_only = path["SageMaker Serverless compute"][1] * windows
     lines = [
