@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 from cli_helpers import BUCKET, LAMBDA_ENV, NOW, TABLE, ecg_npz, pixels, run, share_near
 from scorer import readers, store, uploads
 from scorer.budget import Budget
@@ -149,6 +150,34 @@ def test_long_recordings_show_the_most_probable_strips_and_say_so(
 
 
 @pytest.mark.slow
+def test_windows_kept_in_s3_are_drawn_like_inline_ones(bucket: Any, tmp_path: Path) -> None:
+    # Past store.INLINE_WINDOWS the Lambda keeps the windows in S3 (WindowResults .npz) and
+    # the item points there: the report reads them from that object.
+    probabilities = [0.1] * 12
+    probabilities[9] = 0.97
+    item = scored(bucket, "kept.npz", probabilities, seconds=120.0)
+    settings = load_settings(LAMBDA_ENV)
+    data = boto3.client("s3").get_object(Bucket=BUCKET, Key=item["key"])["Body"].read()
+    prepared = prepare(
+        readers.read_recording(data, item["key"]),
+        settings.model_leads,
+        settings.model_sampling_rate_hz,
+        settings.window_samples,
+    )
+    results_key = "results/stmarys/holter-7/kept.npz"
+    boto3.client("s3").put_object(
+        Bucket=BUCKET, Key=results_key, Body=WindowResults.of(prepared, probabilities).to_npz()
+    )
+    for name in ("window_probabilities", "window_start_s", "window_quality"):
+        item.pop(name, None)
+    item["windows_s3_uri"] = f"s3://{BUCKET}/{results_key}"
+    serializer = TypeSerializer()
+    bucket.put_item(TableName=TABLE, Item={k: serializer.serialize(v) for k, v in item.items()})
+    text = report_of("kept.npz", tmp_path).read_text()
+    assert "could not be read" not in text
+    assert "showing 6 of 12 strips" in text and "0.97" in text
+
+
 def test_report_page_in_a_real_browser(bucket: Any, tmp_path: Path, chromium: str) -> None:
     scored(bucket, "rec.npz", [0.2, None, 0.91, 0.7], ["ok", "flat", "ok", "ok"])
     html = report_of("rec.npz", tmp_path)

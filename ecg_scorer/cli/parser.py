@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="the endpoint's MaxConcurrency (10): at most this many SQS batches wait queued",
     )
-    p.add_argument("--batch-size", type=types.positive, default=10, help="the Lambda's (10)")
+    p.add_argument(
+        "--batch-size", type=types.positive, default=100, help="the stack's BatchSize (100)"
+    )
     p.add_argument(
         "--state",
         help="resume file (default: ~/.cache/ecg-scorer/rescore-<selection>.json)",

@@ -7,7 +7,6 @@ metadata applied the way the Lambda applies it, so the picture is what was score
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,6 +16,7 @@ import numpy as np
 from scorer import objects, read_checks, readers
 from scorer.errors import RejectedFile
 from scorer.prepare import prepare
+from scorer.window_results import WindowResults
 
 # The demo model's contract (model_code/config.json); the Lambda's variables override it.
 DEFAULT_LEADS = ("I", "II", "V2")
@@ -85,7 +85,7 @@ def windows_of(item: dict[str, Any], s3: Any, model: Model) -> Figures:
     source: dict[str, Any] = item
     if "window_probabilities" not in item and item.get("windows_s3_uri"):
         try:
-            source = _load_s3_json(s3, str(item["windows_s3_uri"]))
+            source = _load_s3_windows(s3, str(item["windows_s3_uri"]))
         except Exception as e:  # the page still shows everything else
             figures.notes.append(
                 f"per-window figures are stored at {item['windows_s3_uri']} and could not be "
@@ -107,13 +107,17 @@ def windows_of(item: dict[str, Any], s3: Any, model: Model) -> Figures:
     return figures
 
 
-def _load_s3_json(s3: Any, uri: str) -> dict[str, Any]:
+def _load_s3_windows(s3: Any, uri: str) -> dict[str, Any]:
+    """The per-window results the Lambda keeps in S3 (an .npz of WindowResults), in the
+    item's attribute names."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    doc = json.loads(body)
-    if not isinstance(doc, dict):
-        raise ValueError("not a JSON object")
-    return doc
+    results, _ = WindowResults.from_npz(body)
+    return {
+        "window_probabilities": [None if p != p else float(p) for p in results.probability],
+        "window_start_s": [float(t) for t in results.start_s],
+        "window_quality": [str(q) for q in results.quality],
+    }
 
 
 def load_trace(s3: Any, item: dict[str, Any], model: Model) -> Trace:
