@@ -338,6 +338,11 @@ def read_and_prepare(
     except (TransientError, SystemFault) as error:
         job.failure = error
         logger.warning("file not read; message will be retried", extra={"error": str(error)})
+    finally:
+        # The bytes or samples read are not needed once prepared (or rejected): a batch of
+        # many files or chunks must not hold them all until it returns.
+        if isinstance(job.gathered, intake.Whole | intake.Read):
+            job.gathered = None
 
 
 def pass_on(
@@ -374,6 +379,8 @@ class Scoring:
         if self.stopped is not None:
             for job in ready.values():
                 job.failure = self.stopped
+                if job.prepared is not None:  # retried later: nothing to keep meanwhile
+                    job.prepared.windows = job.prepared.windows[:0]
             return
         # Only usable windows reach the model; the others keep their quality verdict.
         files = {
