@@ -85,6 +85,7 @@ class Figures:
     function_calls: int = 0
     function_retries: int = 0
     processes: dict[int, float] = field(default_factory=dict)  # pid -> VmHWM MB
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (s, largest VmRSS MB)
     items: list[str] = field(default_factory=list)  # the sort keys under the file's pk
     item: dict[str, Any] = field(default_factory=dict)
     expected_windows: int = 0
@@ -171,10 +172,11 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def vm_hwm_mb(pid: int) -> float | None:
+def vm_mb(pid: int, name: str) -> float | None:
+    """VmHWM (peak) or VmRSS (now) of a process, MB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(name + ":"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         pass
@@ -189,6 +191,8 @@ class ProcessWatch:
     def __init__(self, poller_pid: int) -> None:
         self.poller_pid = poller_pid
         self.peaks: dict[int, float] = {}
+        self.started = time.monotonic()
+        self.timeline: list[tuple[float, float]] = []  # (s, MB): the largest VmRSS each second
         self._stop = threading.Event()
         for pid in children(poller_pid):
             with contextlib.suppress(OSError):  # it just exited
@@ -197,10 +201,15 @@ class ProcessWatch:
         self._thread.start()
 
     def sample(self) -> None:
+        largest = 0.0
         for pid in children(self.poller_pid):
-            hwm = vm_hwm_mb(pid)
+            hwm, rss = vm_mb(pid, "VmHWM"), vm_mb(pid, "VmRSS")
             if hwm is not None:
                 self.peaks[pid] = max(hwm, self.peaks.get(pid, 0.0))
+            largest = max(largest, rss or 0.0)
+        elapsed = time.monotonic() - self.started
+        if not self.timeline or elapsed - self.timeline[-1][0] >= 1.0:
+            self.timeline.append((elapsed, largest))
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -280,6 +289,7 @@ def run_case(
         figures.to_idle_s = time.monotonic() - uploaded
     finally:
         figures.processes = watch.stop()
+        figures.timeline = watch.timeline
     items = file_items(ddb, table, bucket, key)
     figures.items = sorted(items)
     figures.item = items.get(schema.model_sk(version), {})
@@ -340,6 +350,11 @@ def report(f: Figures, memory_mb: int) -> None:
         f"{', IN DLQ' if f.in_dlq else ''} |"
     )
     print(f"| windows_s3_uri object | {results} |")
+    step = max(1, len(f.timeline) // 20)
+    print(
+        "\nlargest function process's RSS over the case (s: MB): "
+        + ", ".join(f"{t:.0f}: {mb:.0f}" for t, mb in f.timeline[::step])
+    )
     print(
         "\n| invocation | messages | deleted | left for retry | duration (s) "
         "| Max Memory Used (MB) | error |"

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FUNCTIONS = REPO / "functions"
 SAM_BUILD = REPO / ".aws-sam" / "build" / "ScoreFunction"
-LIMIT = 250 * 2**20  # Lambda: 250 MB unzipped, deployment package and layers together
+LIMIT = 250 * 2**20  # Lambda's 250 MB unzipped (package and layers): 262,144,000 bytes
 LAMBDA_PLATFORM = [
     "--platform",
     "manylinux2014_x86_64",
@@ -40,18 +40,24 @@ LAMBDA_PLATFORM = [
 ]
 
 
-def tree_bytes(path: Path) -> int:
+def files(path: Path) -> list[Path]:
+    """The files a package ships: not the __pycache__ that running it from the folder left
+    (the local stack runs the sam build artifact in place)."""
     if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+        return [path]
+    found = path.rglob("*")
+    return sorted(f for f in found if f.is_file() and "__pycache__" not in f.parts)
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in files(path))
 
 
 def zipped_bytes(folder: Path, out: Path) -> int:
     """The folder zipped as Lambda takes it (deflate, paths relative to the folder)."""
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for f in sorted(folder.rglob("*")):
-            if f.is_file():
-                archive.write(f, f.relative_to(folder))
+        for f in files(folder):
+            archive.write(f, f.relative_to(folder))
     return out.stat().st_size
 
 
@@ -67,10 +73,12 @@ def build(work: Path) -> tuple[Path, list[Path]]:
     wheels, package = work / "wheels", work / "package"
     requirements = str(FUNCTIONS / "requirements.txt")
     pip("download", "--quiet", "-r", requirements, "-d", str(wheels), *LAMBDA_PLATFORM)
-    # Installed from the downloaded wheels only, for the same platform: what sam build does.
+    # Installed from the downloaded wheels only, for the same platform, without compiling
+    # .pyc files (sam build unpacks the wheels as they are; Python compiles at import).
     pip(
         "install",
         "--quiet",
+        "--no-compile",
         "--no-index",
         "--find-links",
         str(wheels),
@@ -108,18 +116,19 @@ def main() -> int:
         if (args.sam_build / "scorer").is_dir():
             built[f"sam build ({os.path.relpath(args.sam_build, REPO)})"] = args.sam_build
         print("wheels: " + ", ".join(w.name for w in wheels) + "\n")
-        print("| package | unzipped (MB) | of 250 MB | zipped (MB) |")
+        print("| package | unzipped (MiB) | of 250 MiB | zipped (MiB) |")
         print("|---|---:|---:|---:|")
         for name, folder in built.items():
             size = tree_bytes(folder)
             zipped = zipped_bytes(folder, Path(tmp) / "package.zip")
             print(f"| {name} | {size / 2**20:.1f} | {size / LIMIT:.0%} | {zipped / 2**20:.1f} |")
-        print("\n| entry (Lambda's platform) | MB |")
+        print("\n| entry (Lambda's platform) | MiB |")
         print("|---|---:|")
         for name, size in entries(package, args.top):
             print(f"| {name} | {size / 2**20:.1f} |")
         over = tree_bytes(package) > LIMIT
-    print(f"\nlimit 250 MB (MiB, as Lambda counts): {'OVER' if over else 'under'}")
+    verdict = "OVER" if over else "under"
+    print(f"\n{verdict} Lambda's limit: 250 MB unzipped, 262,144,000 bytes (250 MiB)")
     return 1 if over else 0
 
 
