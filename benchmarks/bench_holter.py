@@ -126,7 +126,7 @@ def invocations(lines: list[str]) -> list[Invocation]:
     found: list[Invocation] = []
     for line in lines:
         if m := BATCH.search(line):
-            error = (m.group(4) or "").strip(" ()")
+            error = (m.group(4) or "")[2:-1]  # " (why)"
             found.append(Invocation(int(m.group(1)), int(m.group(2)), int(m.group(3)), error))
         elif (m := REPORT.search(line)) and found and found[-1].duration_ms == 0:
             found[-1].duration_ms, found[-1].max_memory_mb = int(m.group(1)), int(m.group(2))
@@ -312,7 +312,8 @@ def report(f: Figures, memory_mb: int) -> None:
     print("| figure | value |")
     print("|---|---|")
     print(f"| upload (multipart, boto3) | {f.upload_s:.1f} s |")
-    print(f"| upload done -> item in the table | {f.to_item_s:.1f} s |")
+    got = f"{f.to_item_s:.1f} s" if f.item else f"no item after {f.to_idle_s:.0f} s"
+    print(f"| upload done -> item in the table | {got} |")
     print(f"| upload done -> queue empty | {f.to_idle_s:.1f} s |")
     messages = sum(i.messages for i in f.invocations)
     errors = sum(1 for i in f.invocations if i.error)
