@@ -314,7 +314,7 @@ def report(f: Figures, memory_mb: int) -> None:
     print(f"| upload (multipart, boto3) | {f.upload_s:.1f} s |")
     got = f"{f.to_item_s:.1f} s" if f.item else f"no item after {f.to_idle_s:.0f} s"
     print(f"| upload done -> item in the table | {got} |")
-    print(f"| upload done -> queue empty | {f.to_idle_s:.1f} s |")
+    print(f"| upload done -> queue empty (or --timeout) | {f.to_idle_s:.1f} s |")
     messages = sum(i.messages for i in f.invocations)
     errors = sum(1 for i in f.invocations if i.error)
     print(
