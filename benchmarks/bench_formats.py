@@ -4,8 +4,8 @@ recording written on the fly in each format.
     nice -n 10 .venv/bin/python benchmarks/bench_formats.py [--minutes 60] [--range-minutes 10]
 
 Prints Markdown tables (docs/formats.md):
-- reading speed of a whole file, in MB of file per second (best of 3), all formats side by
-  side in one run (the machine is shared: compare the ratios);
+- reading speed of a whole file, in MB of file per second (best of ``--rounds``, 5), all
+  formats side by side in interleaved rounds (the machine is shared: compare the ratios);
 - peak RSS above the process's baseline when reading the whole file and when reading one
   range of frames from only its bytes (as the Lambda does with S3 Range GETs), each in a
   fresh process.
