@@ -270,7 +270,10 @@ def short_chunks(monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(fanout, "CHUNK_WINDOWS", 6)
 
 
-def test_a_long_recording_fans_out_and_ends_as_one_item(app, aws, short_chunks) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_recording_fans_out_and_ends_as_one_item(
+    app, aws, short_chunks, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(app, "CHUNKS_PER_INVOCATION", 2)
     levels = list(np.round(np.linspace(0.05, 0.95, 30), 3))  # one level per 10-s window
     signal = ecg_like(300, 250, levels=levels)
     key = "incoming/holter/patch-7/day.edf"
@@ -284,8 +287,12 @@ def test_a_long_recording_fans_out_and_ends_as_one_item(app, aws, short_chunks) 
     # Delivered out of order, one of them twice: chunks are a set.
     shuffled = [chunk_orders[i] for i in (3, 0, 4, 0, 2)]
     assert deliver(app, aws, shuffled, runtime, orders) == {"batchItemFailures": []}
-    passed_on = orders.take()  # one chunk per invocation: the others go back to the queue
-    assert len(runtime.calls) == 1 and len(passed_on) == 4
+    # Two chunks scored by this invocation; the others go back to the queue in groups of two,
+    # each group visible later than the one before (separate batches, side by side).
+    delays = [delay for _, delay in orders.sent]
+    assert delays == [0, 0, app.PASS_ON_STEP_S]
+    passed_on = orders.take()
+    assert len(runtime.calls) == 1 and len(runtime.calls[0]) == 2 * 6
     drain(app, aws, passed_on, runtime, orders)
     assert item_for(aws.dynamodb, key) is None  # chunk 1 is still missing
     assert deliver(app, aws, [chunk_orders[1]], runtime, orders) == {"batchItemFailures": []}
@@ -315,7 +322,8 @@ def test_a_reupload_restarts_its_job_and_the_old_chunks_stop(app, aws, short_chu
     new_orders = orders.take()
     calls = len(runtime.calls)
     drain(app, aws, old_orders + new_orders, runtime, orders)
-    assert len(runtime.calls) - calls == len(new_orders)  # the old upload's are not scored
+    scored = sum(len(windows) for windows in runtime.calls[calls:])
+    assert scored == 12  # the new upload's 120 s; the old upload's chunks are not scored
     item = item_for(aws.dynamodb, key)
     assert item is not None and float(item["probability"]) == pytest.approx(0.8, abs=0.02)
     job = aws.dynamodb.get_item(

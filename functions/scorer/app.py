@@ -70,10 +70,14 @@ PREFETCH_BYTES = 32 * 1024 * 1024
 # Windows are scored in rounds of a few full endpoint calls (~16 MB of float32 at 4 calls of
 # ~166 windows): full requests, while a batch of long files never holds all its windows.
 CALLS_PER_ROUND = 4
-# SQS packs the chunk orders of a long recording into one batch; scoring them all in one
-# invocation would serialise what the fan-out is for and could outlast the timeout. One is
-# scored here; the others are sent back to the queue (not failed: no receive is spent).
-CHUNKS_PER_INVOCATION = 1
+# SQS packs the chunk orders of a long recording into one batch (24 for a day): scoring
+# them all in one invocation serialises what the fan-out is for and can outlast the timeout
+# on a slow endpoint. An invocation scores a few (~2 rounds of calls) and sends the others
+# back in groups as large, each group made visible PASS_ON_STEP_S after the one before so
+# that they reach separate batches, hence invocations running side by side. Sent back is not
+# failed: no receive is spent, nothing waits for a visibility timeout.
+CHUNKS_PER_INVOCATION = 4
+PASS_ON_STEP_S = 10  # > the template's batching window (5 s)
 # Our retry loops (budget.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
 # budget.py's, which also budgets each call's worst case (connect + read timeout).
@@ -158,7 +162,7 @@ def process_batch(
     store_budget = Budget(context, margin_s=STORE_MARGIN_S, sleep=sleep)
     failed: dict[str, None] = {}  # message ids, in order
     jobs: list[Job] = []
-    passed_on: dict[str, list[str]] = {}  # message id -> chunk orders for other invocations
+    passed_on: list[tuple[str, str]] = []  # (message id, chunk order) for other invocations
     chunks_here = 0
     for message in events.messages(event):
         jobs.extend(Job(message.message_id, ref) for ref in message.refs)
@@ -167,7 +171,7 @@ def process_batch(
                 jobs.append(Job(message.message_id, order.ref, order.facts, order=order))
                 chunks_here += 1
             else:
-                passed_on.setdefault(message.message_id, []).append(order.body())
+                passed_on.append((message.message_id, order.body()))
         jobs.extend(Job(message.message_id, r.ref, looks=r.attempt) for r in message.rechecks)
         if message.problem is not None:
             # Not an S3 notification, or a malformed record: back to the queue, and after 5
@@ -346,18 +350,23 @@ def read_and_prepare(
 
 
 def pass_on(
-    orders: dict[str, list[str]], clients: Clients, settings: Settings, budget: Budget
+    orders: list[tuple[str, str]], clients: Clients, settings: Settings, budget: Budget
 ) -> dict[str, None]:
-    """Send chunk orders back to the queue for other invocations; the messages whose orders
-    could not be sent (they come back and are tried again)."""
+    """Send chunk orders back to the queue in staggered groups for other invocations; the
+    messages whose orders could not be sent (they come back, and all their orders with them:
+    a chunk ordered twice is done once)."""
     failed: dict[str, None] = {}
-    for message_id, bodies in orders.items():
+    for n, start in enumerate(range(0, len(orders), CHUNKS_PER_INVOCATION)):
+        group = orders[start : start + CHUNKS_PER_INVOCATION]
+        delay = min(n * PASS_ON_STEP_S, LOOK_DELAY_S)
         try:
-            fanout.send(clients.sqs, settings.scoring_queue_url, bodies, budget)
+            fanout.send(
+                clients.sqs, settings.scoring_queue_url, [b for _, b in group], budget, delay
+            )
         except (TransientError, SystemFault) as error:
             logger.warning("chunk orders not passed on", extra={"error": str(error)})
-            failed[message_id] = None
-    count("ChunksPassedOn", sum(map(len, orders.values())))
+            failed |= dict.fromkeys(message_id for message_id, _ in group)
+    count("ChunksPassedOn", len(orders))
     return failed
 
 
