@@ -109,8 +109,19 @@ def test_calibration_figures(model_code: types.SimpleNamespace) -> None:
 def test_threshold_separates_validation_when_it_can(model_code: types.SimpleNamespace) -> None:
     y = np.array([0, 0, 0, 1, 1, 1], float)
     p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8])
-    t = model_code.train.choose_threshold(y, p)
-    assert 0.3 < t < 0.6
+    assert 0.3 < model_code.train.choose_threshold(y, p, 0.85) < 0.6
+
+
+def test_threshold_keeps_the_asked_specificity(model_code: types.SimpleNamespace) -> None:
+    # Unconstrained, 0.35 is best (sensitivity 1.0, specificity 0.8); asking for 0.85
+    # moves it above the normal at 0.5 (sensitivity 0.8, specificity 0.9).
+    train = model_code.train
+    y = np.array([0] * 10 + [1] * 5, float)
+    p = np.array([0.1] * 6 + [0.3, 0.3, 0.5, 0.9] + [0.4, 0.6, 0.7, 0.95, 0.97])
+    loose = train.choose_threshold(y, p, 0.0)
+    strict = train.choose_threshold(y, p, 0.85)
+    assert (train.sensitivity(y, p, loose), train.specificity(y, p, loose)) == (1.0, 0.8)
+    assert (train.sensitivity(y, p, strict), train.specificity(y, p, strict)) == (0.8, 0.9)
 
 
 def test_bootstrap_interval_brackets_the_figure_and_is_repeatable(
