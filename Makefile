@@ -8,7 +8,7 @@ MODEL  := $(MODEL_DIR)/model.pth
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: test lint model package demo local-up local-down bench clean
+.PHONY: test lint model package sam-build demo local-up local-down bench clean chromium
 
 $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,15 +26,56 @@ model: $(MODEL)
 package: $(MODEL)
 	$(PY) deploy_model.py package --model-dir $(MODEL_DIR)
 
-# The local stack (docs/local.md) serves the packaged archive, so the demo runs what deploys.
-ARCHIVE := sagemaker_models/cnn1d_lstm_ecg_v1_sagemaker.tar.gz
-$(ARCHIVE): $(MODEL) model_code/inference.py model_code/model.py deploy_model.py
+# The local stack (docs/local.md) runs what deploys: the packaged model under the SageMaker
+# PyTorch inference toolkit and TorchServe (.venv-serving, needs Java), the `sam build`
+# artifact of the function on the template's Python 3.12 (.venv-lambda; sam in .venv-sam).
+# The archive gets a name free of model versions; its bytes are `make package`'s.
+LOCAL_ARCHIVE := build/local/model.tar.gz
+SERVING_VENV  := .venv-serving
+LAMBDA_VENV   := .venv-lambda
+SAM_VENV      := .venv-sam
+SAM_ARTIFACT  := .aws-sam/build/template.yaml
+# The template's runtime: python3.12 on PATH, or pyenv's (whose shim needs PYENV_VERSION).
+ifndef PYTHON312
+PYTHON312 := $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),\
+	$(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 12); print(sys.executable)' 2>/dev/null)))
+endif
+LOCAL_STACK := $(LOCAL_ARCHIVE) $(SERVING_VENV)/.installed $(if $(PYTHON312),$(SAM_ARTIFACT))
+
+$(LOCAL_ARCHIVE): $(MODEL) model_code/inference.py model_code/model.py deploy_model.py \
+		$(wildcard ecg_scorer/deploy/*.py)
 	$(PY) deploy_model.py package --model-dir $(MODEL_DIR) --out $@
 
-demo: $(ARCHIVE)
+$(SERVING_VENV)/.installed: ecg_scorer/local/requirements-serving.txt
+	test -x $(SERVING_VENV)/bin/python || $(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(LAMBDA_VENV)/.installed: ecg_scorer/local/requirements-lambda-runtime.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 (the template's runtime) not found: pyenv install 3.12"; exit 1; }
+	test -x $(LAMBDA_VENV)/bin/python || $(PYTHON312) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(SAM_VENV)/.installed: ecg_scorer/local/requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+# Always from scratch: with samconfig.toml's `cached = true`, a build after a failed one
+# reported success with numpy missing. python3.12 on PATH is the runtime venv's.
+$(SAM_ARTIFACT): template.yaml functions/requirements.txt $(shell find functions -name '*.py') \
+		| $(SAM_VENV)/.installed $(LAMBDA_VENV)/.installed
+	rm -rf .aws-sam/build
+	PATH="$(CURDIR)/$(LAMBDA_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 \
+		$(SAM_VENV)/bin/sam build --no-cached --build-dir .aws-sam/build
+
+sam-build: $(SAM_ARTIFACT)
+
+demo: $(LOCAL_STACK) | $(STAMP)
 	$(PY) -m ecg_scorer.local.demo run
 
-local-up: $(ARCHIVE)
+local-up: $(LOCAL_STACK) | $(STAMP)
 	$(PY) -m ecg_scorer.local.demo up
 
 local-down:
@@ -49,12 +90,21 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy --config-file= --python-version 3.10 --check-untyped-defs \
 		--warn-unused-ignores model_code/model.py model_code/inference.py
 
-test: lint $(MODEL)
+# Headless Chromium (Debian's package) opens the report pages in the tests. Installed when
+# absent and we are root (CI machines are); elsewhere those tests skip, and fail under CI=true.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+		|| echo "chromium not installed: the browser tests will skip (apt-get install chromium)"
+
+test: lint $(MODEL) $(LOCAL_STACK) chromium
 	$(VENV)/bin/pytest
 
 bench: $(MODEL)
 	$(PY) benchmarks/bench_model.py --model-dir $(MODEL_DIR)
 	$(PY) benchmarks/bench_handler.py
+	$(PY) benchmarks/bench_cli.py
 
 clean:
-	rm -rf build sagemaker_models .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build sagemaker_models .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -28,12 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 FUNCTIONS = REPO / "functions"
 ENV = {
     "PREDICTIONS_TABLE": "bench-table",
+    "SCORING_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench",
     "ENDPOINT_NAME": "bench-endpoint",
     "MODEL_VERSION": "cnn1d_lstm_ecg_v1",
     "MODEL_LEADS": "I,II,V2",
     "MODEL_SAMPLING_RATE_HZ": "200",
     "WINDOW_SAMPLES": "2000",
     "MAX_FILE_BYTES": "20000000",
+    "MAX_RECORDING_BYTES": "4294967296",
     "MAX_PAYLOAD_BYTES": str(4 * 1024 * 1024 - 64 * 1024),
     "POWERTOOLS_SERVICE_NAME": "ecg-scorer",
     "POWERTOOLS_METRICS_NAMESPACE": "EcgScorer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,28 +21,26 @@ Item = dict[str, Any]
 _deserializer = TypeDeserializer()
 _serializer = TypeSerializer()
 
-# Attributes that exist for the table's keys, not for people.
+# Attributes that exist for the table's keys or its conditional write, not for people.
 KEY_ATTRIBUTES = frozenset(
-    {schema.PK, schema.SK} | {a for pair in schema.INDEXES.values() for a in pair}
+    {schema.PK, schema.SK, "s3_sequencer_sortable"}
+    | {a for pair in schema.INDEXES.values() for a in pair}
 )
+# Recording times the pipeline stores (scorer.uploads.parse_time): "all time" for a query.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
-def _decode(raw: dict[str, Any]) -> Item:
+def decode_item(raw: dict[str, Any]) -> Item:
+    """One item as DynamoDB's low-level API returns it -> a plain dict (numbers as Decimal)."""
     return {k: _deserializer.deserialize(v) for k, v in raw.items()}
 
 
 def paged_query(client: Any, page_size: int | None = None, **request: Any) -> Iterator[Item]:
-    """Run one Query to the end, following LastEvaluatedKey page by page."""
-    if page_size:
-        request["Limit"] = page_size
-    while True:
-        page = client.query(**request)
+    """Run one Query to the end, page by page (boto3's paginator follows LastEvaluatedKey)."""
+    config = {"PageSize": page_size} if page_size else {}
+    for page in client.get_paginator("query").paginate(**request, PaginationConfig=config):
         for raw in page.get("Items", []):
-            yield _decode(raw)
-        last = page.get("LastEvaluatedKey")
-        if not last:
-            return
-        request["ExclusiveStartKey"] = last
+            yield decode_item(raw)
 
 
 def _range_query(
@@ -57,7 +55,7 @@ def _range_query(
     extra_filter: tuple[str, dict[str, Any]] | None = None,
 ) -> Iterator[Item]:
     hash_attr, range_attr = schema.INDEXES[index]
-    # at_key is "<ISO time>#<file>": every item recorded at `since` sorts after the bare
+    # at_key is "<ISO time>#<file hash>": every item recorded at `since` sorts after the bare
     # time, every item recorded at `until` after its bare time too, so BETWEEN is [since, until).
     request: dict[str, Any] = {
         "TableName": table,
@@ -80,10 +78,6 @@ def _range_query(
     return paged_query(client, page_size, **request)
 
 
-def _day_partition(outcome: schema.Outcome, day: date) -> str:
-    return schema.outcome_day(outcome, datetime.combine(day, time(), UTC))
-
-
 def _check_range(since: datetime, until: datetime) -> None:
     if since >= until:
         raise ValueError(f"empty time range: since {since:%Y-%m-%dT%H:%M:%SZ} is not before until")
@@ -102,46 +96,80 @@ def file_results(client: Any, table: str, bucket: str, key: str) -> list[Item]:
     )
 
 
-def index_results(
+def registry(client: Any, table: str, site: str | None = None) -> list[Item]:
+    """The registry items (site, device, first_seen) of every device that has sent a file,
+    or of one site's, sorted by site and device."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "#pk = :pk",
+        "ExpressionAttributeNames": {"#pk": schema.PK},
+        "ExpressionAttributeValues": {":pk": {"S": schema.REGISTRY_PK}},
+    }
+    if site is not None:
+        request["KeyConditionExpression"] += " AND begins_with(#sk, :site)"
+        request["ExpressionAttributeNames"]["#sk"] = schema.SK
+        request["ExpressionAttributeValues"][":site"] = {"S": f"{site}/"}
+    return list(paged_query(client, **request))
+
+
+def devices(client: Any, table: str, site: str | None = None) -> list[tuple[str, str]]:
+    """(site, device) of every device that has sent a file, or of one site's, sorted."""
+    return [(item["site"], item["device"]) for item in registry(client, table, site)]
+
+
+def device_results(
     client: Any,
     table: str,
-    index: str,
-    partition: str,
+    site: str,
+    device: str,
+    since: datetime,
+    until: datetime,
+    page_size: int | None = None,
+    newest_first: bool = True,
+) -> Iterator[Item]:
+    """Pattern 2: one device's results in [since, until), newest first."""
+    _check_range(since, until)
+    partition = schema.device_key(site, device)
+    return _range_query(
+        client, table, schema.BY_DEVICE, partition, since, until, newest_first, page_size
+    )
+
+
+def site_results(
+    client: Any,
+    table: str,
+    site: str,
     since: datetime,
     until: datetime,
     page_size: int | None = None,
 ) -> Iterator[Item]:
-    """Pattern 2: one partition of a time-sorted index in [since, until), newest first.
-
-    A device's results: ``index=schema.BY_DEVICE, partition=schema.device_key(site, device)``;
-    a site's: ``index=schema.BY_SITE, partition=site``.
-    """
+    """Pattern 2: a site's results in [since, until), newest first: its devices merged."""
     _check_range(since, until)
-    return _range_query(client, table, index, partition, since, until, True, page_size)
+    per_device = [
+        device_results(client, table, site, device, since, until, page_size)
+        for _, device in devices(client, table, site)
+    ]
+    return heapq.merge(*per_device, key=_at, reverse=True)
+
+
+def _at(item: Item) -> str:
+    return str(item[schema.INDEXES[schema.BY_DEVICE][1]])
 
 
 def _outcome_days(
     client: Any,
     table: str,
-    outcome: schema.Outcome,
+    index: str,
     since: datetime,
     until: datetime,
     page_size: int | None,
     extra_filter: tuple[str, dict[str, Any]] | None = None,
 ) -> Iterator[Item]:
-    """One outcome's items in [since, until), newest day first, newest first within a day."""
+    """One sparse outcome index in [since, until), newest day first, newest first in a day."""
     for day in schema.days(since, until):
-        partition = _day_partition(outcome, day)
+        partition = schema.day(datetime.combine(day, time(), UTC))
         yield from _range_query(
-            client,
-            table,
-            schema.BY_OUTCOME_DAY,
-            partition,
-            since,
-            until,
-            True,
-            page_size,
-            extra_filter,
+            client, table, index, partition, since, until, True, page_size, extra_filter
         )
 
 
@@ -158,7 +186,7 @@ def anomalies(
     extra = None
     if min_probability is not None:
         extra = ("probability >= :minp", {":minp": Decimal(str(min_probability))})
-    found = _outcome_days(client, table, schema.Outcome.ANOMALOUS, since, until, page_size, extra)
+    found = _outcome_days(client, table, schema.BY_ANOMALY_DAY, since, until, page_size, extra)
     # Items arrive newest first, and sorted() is stable: equal probabilities stay newest first.
     return sorted(found, key=lambda item: item.get("probability", Decimal(0)), reverse=True)
 
@@ -172,7 +200,53 @@ def rejected(
 ) -> Iterator[Item]:
     """Pattern 4: rejected files in [since, until), newest first."""
     _check_range(since, until)
-    return _outcome_days(client, table, schema.Outcome.REJECTED, since, until, page_size)
+    return _outcome_days(client, table, schema.BY_REJECTED_DAY, since, until, page_size)
+
+
+def entries(
+    client: Any,
+    table: str,
+    since: datetime,
+    until: datetime,
+    site: str | None = None,
+    device: str | None = None,
+    page_size: int | None = None,
+    extra_filter: tuple[str, dict[str, Any]] | None = None,
+    deviceless: bool = True,
+) -> Iterator[Item]:
+    """Index entries (the list columns) of every result in [since, until), oldest first.
+
+    One device, a site's devices, or every registered device plus (``deviceless``) the
+    rejected files that name no device: they are in no device's index.
+    """
+    _check_range(since, until)
+    if device is not None and site is None:
+        raise ValueError("a device needs its site (--site)")
+    chosen = [(site, device)] if site and device else devices(client, table, site)
+    streams: list[Iterable[Item]] = [
+        _range_query(
+            client,
+            table,
+            schema.BY_DEVICE,
+            schema.device_key(s, d),
+            since,
+            until,
+            False,
+            page_size,
+            extra_filter,
+        )
+        for s, d in chosen
+    ]
+    if site is None and deviceless:
+        rejected_newest_first = _outcome_days(
+            client, table, schema.BY_REJECTED_DAY, since, until, page_size, extra_filter
+        )
+        streams.append(
+            item
+            for item in reversed(list(rejected_newest_first))
+            if not (item.get("site") and item.get("device"))
+        )
+    return heapq.merge(*streams, key=_at)
 
 
 def export(
@@ -182,27 +256,75 @@ def export(
     until: datetime,
     page_size: int | None = None,
 ) -> Iterator[Item]:
-    """Pattern 5: every result in [since, until), oldest first, one UTC day in memory at a time."""
-    _check_range(since, until)
-    for day in reversed(list(schema.days(since, until))):
-        per_outcome: list[Iterable[Item]] = []
-        for outcome in schema.Outcome:
-            partition = _day_partition(outcome, day)
-            per_outcome.append(
-                _range_query(
-                    client,
-                    table,
-                    schema.BY_OUTCOME_DAY,
-                    partition,
-                    since,
-                    until,
-                    False,
-                    page_size,
-                )
-            )
-        # Each outcome's query is already in at_key order: merge them instead of sorting.
-        sort_attr = schema.INDEXES[schema.BY_OUTCOME_DAY][1]
-        yield from heapq.merge(*per_outcome, key=lambda item: item[sort_attr])
+    """Pattern 5: every full result in [since, until), oldest first.
+
+    Every registered device's results merged by time, plus the rejected files that name no
+    device; each index entry's full item is then read from the table in batches.
+    """
+    return full_items(client, table, entries(client, table, since, until, page_size=page_size))
+
+
+DEVICELESS_SEARCH = timedelta(days=31)
+
+
+def find_hash(
+    client: Any,
+    table: str,
+    file_hash: str,
+    since: datetime = EARLIEST,
+    until: datetime | None = None,
+    site: str | None = None,
+    device: str | None = None,
+) -> list[Item]:
+    """Index entries of the file whose hash (``schema.file_hash``, the end of at_key) is
+    ``file_hash``: one Query per device, filtered server-side, never a Scan.
+
+    Rejected files that name no device sit in one partition per day: they are searched
+    over at most the range's last 31 days.
+    """
+    until = until or datetime.now(UTC)
+    wanted = f"#{file_hash.strip().lower()}"
+    by_hash = ("contains(at_key, :hash)", {":hash": wanted})
+    found = list(
+        entries(client, table, since, until, site, device, extra_filter=by_hash, deviceless=False)
+    )
+    if site is None:
+        recent = max(since, until - DEVICELESS_SEARCH)
+        rejected_days = _outcome_days(
+            client, table, schema.BY_REJECTED_DAY, recent, until, None, by_hash
+        )
+        found += [item for item in rejected_days if not (item.get("site") and item.get("device"))]
+    return [item for item in found if str(item.get("at_key", "")).endswith(wanted)]
+
+
+BATCH_GET_MAX = 100  # DynamoDB's BatchGetItem limit
+
+
+def full_items(client: Any, table: str, entries: Iterable[Item]) -> Iterator[Item]:
+    """The table's full item for each index entry, in the entries' order."""
+    batch: list[Item] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) == BATCH_GET_MAX:
+            yield from _batch_get(client, table, batch)
+            batch = []
+    if batch:
+        yield from _batch_get(client, table, batch)
+
+
+def _batch_get(client: Any, table: str, entries: list[Item]) -> list[Item]:
+    keys = [{schema.PK: {"S": e[schema.PK]}, schema.SK: {"S": e[schema.SK]}} for e in entries]
+    found: dict[tuple[str, str], Item] = {}
+    pending: dict[str, Any] = {table: {"Keys": keys}}
+    while pending:
+        page = client.batch_get_item(RequestItems=pending)
+        for raw in page.get("Responses", {}).get(table, []):
+            item = decode_item(raw)
+            found[(item[schema.PK], item[schema.SK])] = item
+        pending = page.get("UnprocessedKeys") or {}
+    # An item deleted between the index read and now is left out.
+    ordered = (found.get((e[schema.PK], e[schema.SK])) for e in entries)
+    return [item for item in ordered if item is not None]
 
 
 def public(item: Item) -> Item:

@@ -450,8 +450,12 @@ def predict_fn(input_data: np.ndarray, model: LoadedModel) -> list[dict[str, Any
     ]
 
 
-def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> str:
+def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> tuple[str, str]:
     """Serialise to JSON: one object for one ECG, a list for several.
+
+    Returns ``(body, "application/json")``: the toolkit labels a bare body with the request's
+    Accept header (``text/csv, application/json`` would come back as that content type), a
+    ``(body, content_type)`` tuple with the type given.
 
     Raises
     ------
@@ -463,4 +467,4 @@ def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> str:
         shown = (accept or "")[:60]
         raise RequestError(406, f"cannot answer in {shown!r}; this endpoint answers {JSON}")
     body: Any = prediction[0] if len(prediction) == 1 else prediction
-    return json.dumps(body)
+    return json.dumps(body), JSON

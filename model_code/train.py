@@ -18,11 +18,14 @@ Usage::
   any format the scoring Lambda accepts. Recordings, not windows, are split 70/15/15 into
   training, validation and test, so no recording is scored on windows it was trained on.
 
-Real recordings go through the Lambda's own code (``scorer.readers.Recording`` then
-``scorer.prepare.prepare``): same lead matching, gap filling, resampling and windows, so the
-model is trained on inputs prepared exactly as they will be served. Each window takes its
-recording's label; a recording's probability is the maximum over its windows, as the
-Lambda stores it.
+Real recordings go through the Lambda's own code (its readers, ``scorer.wfdb`` for PTB-XL,
+then ``scorer.prepare.prepare``): same lead matching, gap filling, resampling, windows (the
+last one ending at the recording's end) and signal-quality verdicts, so the model is trained
+on inputs prepared exactly as they will be served. Windows the Lambda would not send to the
+model are left out; a PTB-XL record it would reject (``poor_signal_quality``) is skipped and
+counted, a user file it would reject stops training. Each window takes its recording's
+label; a recording's probability is the maximum over its usable windows, as the Lambda
+stores it.
 
 After training, a temperature ``T`` fitted on the validation recordings (minimum negative
 log-likelihood) turns logits into calibrated probabilities ``sigmoid(logit / T)``; the
@@ -45,7 +48,6 @@ import platform
 import re
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,9 @@ import torch
 from scipy.optimize import minimize_scalar
 from scorer.errors import RejectedFile
 from scorer.prepare import Prepared, prepare
-from scorer.readers import Recording, read_recording
+from scorer.readers import read_recording
+from scorer.recording import Recording
+from scorer.wfdb import needed_files, parse_header, read_record
 from tqdm import tqdm
 
 from inference import CONFIG_NAME, DEFAULT_STD_FLOOR_MV, WEIGHTS_NAME, normalise
@@ -207,42 +211,26 @@ def synthetic_set(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return x, y, kinds
 
 
-def usable_windows(windows: np.ndarray) -> np.ndarray:
-    """Which prepared windows the Lambda would send to the model (one bool per window).
-
-    The hook for the Lambda's per-window signal-quality gate (``scorer.quality``, coming):
-    until it is merged every prepared window counts. Once it is, return its verdict here,
-    so the model never learns from windows it will never be asked to score.
-    """
-    return np.ones(len(windows), dtype=bool)
-
-
 def prepare_windows(recording: Recording) -> Prepared:
-    """A recording cut into model windows exactly as the Lambda serves it."""
+    """A recording cut into model windows exactly as the Lambda serves it, each window with
+    the Lambda's signal-quality verdict (``Prepared.usable``)."""
     return prepare(recording, tuple(LEADS), FS, WINDOW)
+
+
+def overlaps_the_one_before(prepared: Prepared) -> bool:
+    """Whether the last window ends at the recording's end and overlaps the window before."""
+    starts = prepared.window_starts_s
+    return len(starts) > 1 and starts[-1] - starts[-2] < WINDOW / FS
 
 
 # ------------------------------------------------------------------------------ PTB-XL
 def read_wfdb(path: Path) -> Recording:
-    """One WFDB record (``path`` without extension) as the Lambda's :class:`Recording`.
-
-    The only place that reads WFDB, with the ``wfdb`` package (dev-only); swap in the
-    Lambda's own WFDB reader (``scorer.wfdb``) once it is merged.
-    """
-    with warnings.catch_warnings():  # wfdb's import trips pandas deprecation warnings
-        warnings.simplefilter("ignore")
-        import wfdb  # type: ignore[import-untyped, unused-ignore]
-
-    record = wfdb.rdrecord(str(path))
-    units = {u.lower() for u in record.units}
-    if units != {"mv"}:
-        raise DataError(f"{path.name}: signals in {sorted(units)}; expected mV")
-    return Recording(
-        signal=np.asarray(record.p_signal, dtype=np.float32),
-        fs=float(record.fs),
-        leads=list(record.sig_name),
-        format="wfdb",
-    )
+    """One WFDB record (``path`` without extension) read by the Lambda's own WFDB reader."""
+    header_name = path.name + ".hea"
+    files = {header_name: path.with_suffix(".hea").read_bytes()}
+    for name in needed_files(parse_header(files[header_name])):
+        files[name] = (path.parent / name).read_bytes()
+    return read_record(files, header_name)
 
 
 def ptbxl_label(scp_codes: str) -> int:
@@ -261,7 +249,7 @@ def load_ptbxl(folder: Path) -> Dataset:
         "validation": ([], []),
         "test": ([], []),
     }
-    dropped = 0
+    dropped = rejected = 0
     for row in tqdm(rows, desc="reading PTB-XL", unit="record", mininterval=_bar_interval()):
         fold = int(row["strat_fold"])
         part = (
@@ -275,14 +263,16 @@ def load_ptbxl(folder: Path) -> Dataset:
         if not path.with_suffix(".hea").is_file():
             raise DataError(f"{PTBXL_INDEX} names {row['filename_hr']}, not found in {folder}")
         try:
-            windows = prepare_windows(read_wfdb(path)).windows
+            prepared = prepare_windows(read_wfdb(path))
         except RejectedFile as e:
+            if e.code == "poor_signal_quality":  # the Lambda would never score it either
+                rejected += 1
+                continue
             raise DataError(f"{row['filename_hr']}: {e.reason}") from e
-        keep = usable_windows(windows)
+        keep = prepared.usable  # the model never sees a window the Lambda would not send
         dropped += int((~keep).sum())
-        if keep.any():
-            parts[part][0].append(windows[keep])
-            parts[part][1].append(ptbxl_label(row["scp_codes"]))
+        parts[part][0].append(prepared.windows[keep])
+        parts[part][1].append(ptbxl_label(row["scp_codes"]))
     splits = {name: Split.of(*part) for name, part in parts.items()}
     return Dataset(
         source="ptbxl",
@@ -294,7 +284,10 @@ def load_ptbxl(folder: Path) -> Dataset:
         validation=splits["validation"],
         test=splits["test"],
         test_name=f"PTB-XL fold {PTBXL_TEST_FOLD}",
-        facts={"unusable_windows_skipped": dropped},
+        facts={
+            "unusable_windows_skipped": dropped,
+            "records_rejected_poor_signal_quality": rejected,
+        },
     )
 
 
@@ -333,7 +326,7 @@ def load_user_data(
     folder: Path, data_fs: float | None = None
 ) -> tuple[list[np.ndarray], np.ndarray, int]:
     """Windows per recording (``[n_i, 2000, 3]`` each), one label per recording, and how
-    many of the windows are a padded last window.
+    many recordings end with a window overlapping the one before.
 
     Every row of labels.csv is checked before training starts, so one run lists every
     file to fix.
@@ -348,7 +341,7 @@ def load_user_data(
         entries = list(reader)
     recordings: list[np.ndarray] = []
     labels: list[int] = []
-    padded = 0
+    overlapping = 0
     problems: list[str] = []
     for line, entry in enumerate(entries, start=2):
         name = (entry["file"] or "").strip()
@@ -365,13 +358,10 @@ def load_user_data(
         except RejectedFile as e:
             problems.append(f"{where}: {name}: {_training_reason(e)}")
             continue
-        keep = usable_windows(prepared.windows)
-        if not keep.any():
-            problems.append(f"{where}: {name}: no window of usable signal quality")
-            continue
+        keep = prepared.usable  # the model never sees a window the Lambda would not send
         recordings.append(prepared.windows[keep])
         labels.append(label)
-        padded += int(prepared.last_window_padded and keep[-1])
+        overlapping += int(overlaps_the_one_before(prepared) and keep[-1])
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -387,7 +377,7 @@ def load_user_data(
             f"{labels_path.name}: need at least 10 recordings with both labels; "
             f"found {len(recordings)} ({int(y.sum())} anomalous)"
         )
-    return recordings, y, padded
+    return recordings, y, overlapping
 
 
 def user_split(
@@ -434,11 +424,12 @@ def load_dataset(args: argparse.Namespace, rng: np.random.Generator) -> Dataset:
             f"--data {data}: no such folder; give 'synthetic', a PTB-XL folder (with "
             f"{PTBXL_INDEX}) or a folder with labels.csv"
         )
-    recordings, labels, padded = load_user_data(folder, args.data_fs)
+    recordings, labels, overlapping = load_user_data(folder, args.data_fs)
     train, validation, test = user_split(recordings, labels, rng)
     windows = sum(len(r) for r in recordings)
     print(
-        f"{len(recordings)} recordings, {windows} windows ({padded} of them a padded last window)"
+        f"{len(recordings)} recordings, {windows} windows "
+        f"({overlapping} of them overlapping the window before)"
     )
     return Dataset(
         source="custom",
@@ -447,7 +438,7 @@ def load_dataset(args: argparse.Namespace, rng: np.random.Generator) -> Dataset:
         validation=validation,
         test=test,
         test_name="held-out recordings",
-        facts={"padded_windows": padded},
+        facts={"overlapping_windows": overlapping},
     )
 
 

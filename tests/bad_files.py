@@ -3,6 +3,7 @@ phrase the reason must hold (what a person needs to fix it)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import pickle
@@ -47,11 +48,31 @@ def _corrupt_member(data: bytes) -> bytes:
     return bytes(damaged)
 
 
+def npz_expanding(rows: int, columns: int, size: int = 0) -> bytes:
+    """An .npz whose uint8 zeros deflate ~200x: a small upload that declares a huge array
+    (a zip bomb), written a MiB at a time. With ``size``, a stored array of noise brings
+    the file to about that many bytes."""
+    buffer = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": (rows, columns)}
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("signals.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            zeros, left = bytes(2**20), rows * columns
+            while left:
+                member.write(zeros[: min(left, len(zeros))])
+                left -= min(left, len(zeros))
+        if size:
+            noise = np.random.default_rng(0).integers(0, 255, size - buffer.tell() - 4096)
+            archive.writestr("noise.npy", _npy(noise.astype(np.uint8)), zipfile.ZIP_STORED)
+    return buffer.getvalue()
+
+
 def _csv(header: str, rows: np.ndarray, comments: str = "") -> bytes:
     lines = [comments + header] + [",".join(f"{v:.4f}" for v in row) for row in rows]
     return ("\n".join(lines) + "\n").encode()
 
 
+@functools.cache  # the zip bomb takes a second to deflate
 def bad_files(max_file_bytes: int) -> list[BadFile]:
     good = ecg_like(12, 200)  # I, II, V2 at 200 Hz, 12 s: fine on its own
     good_json = json.dumps({"signals": good.tolist(), "sampling_rate_hz": 200}).encode()
@@ -106,8 +127,8 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
         BadFile(
             "flat.json",
             json.dumps({"signals": [[0.0, 0.0, 0.0]] * 2400, "fs": 200}).encode(),
-            "flat_line",
-            "flat",
+            "poor_signal_quality",
+            "are flat",
         ),
         BadFile(
             "bad_rate.json",
@@ -129,10 +150,10 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
         ),
         BadFile("ragged.csv", ("\n".join(ragged_csv) + "\n").encode(), "csv_ragged", "line 10"),
         BadFile(
-            "missing_leads.csv", _csv("time_s,III,aVR,V5\n", timed), "missing_leads", "leads needed"
+            "missing_leads.csv", _csv("time_s,III,aVR,V5\n", timed), "missing_leads", "model needs"
         ),
         BadFile("no_rate.csv", _csv("I,II,V2\n", good), "no_rate", "sampling rate"),
-        BadFile("long_gap.csv", gap_csv.encode(), "long_gap", "gap of 1.50 s"),
+        BadFile("long_gap.csv", gap_csv.encode(), "poor_signal_quality", "gap of missing samples"),
         BadFile("uneven_time.csv", _csv("time_s,I,II,V2\n", jitter), "bad_time", "evenly"),
         BadFile(
             "inf.csv",
@@ -178,6 +199,8 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
             "corrupt",
         ),
         BadFile("too_large.npy", _npy(huge), "too_large", "limit"),
+        # 400 MB as float32 from a 0.5 MB upload: refused from the member's header, unread.
+        BadFile("expanding.npz", npz_expanding(34_000_000, 3), "too_large_in_memory", "limit"),
         BadFile("empty.npz", empty_zip.getvalue(), "npz_empty", "no arrays"),
         BadFile("unnamed.npz", _npz(a=good, b=good), "npz_no_signals", "'signals'"),
         BadFile(
@@ -187,12 +210,9 @@ def bad_files(max_file_bytes: int) -> list[BadFile]:
             "python objects",
         ),
         BadFile("truncated.npz", _npz(signals=good)[:300], "bad_npz", "corrupt"),
-        BadFile(
-            "record.hea", b"100 2 360 650000\n", "format_not_supported_yet", "not supported yet"
-        ),
-        BadFile(
-            "record.edf", b"0       " + b" " * 300, "format_not_supported_yet", "not supported yet"
-        ),
+        # Read header first by the Lambda's intake (scorer.records), not by readers.
+        BadFile("record.hea", b"100 2 360 650000\n", "bad_wfdb_header", "0 signal lines follow"),
+        BadFile("record.edf", b"0       " + b" " * 300, "bad_edf_header", "number of signals"),
         BadFile("notes.txt", b"I,II,V2\n1,2,3\n", "unsupported_ext", "accepted"),
         BadFile("no_extension", good_json, "no_ext", "extension"),
         BadFile("upload.csv.gz", b"\x1f\x8b\x08\x00", "unsupported_ext", ".gz"),

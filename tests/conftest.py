@@ -23,8 +23,12 @@ import sys  # noqa: E402
 import types  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
+import boto3  # noqa: E402
 import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from scorer_helpers import BUCKET, ENV, QUEUE, create_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ECG = REPO.parent / "shared" / "data" / "ecg"
@@ -60,3 +64,32 @@ def model_code(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespac
         **{name: importlib.import_module(name) for name in MODEL_CODE_MODULES}
     )
     _forget_model_code()
+
+
+# -- the scoring Lambda over moto (S3 bucket, PredictionsTable) ------------------------------
+
+
+@pytest.fixture
+def aws(monkeypatch):  # type: ignore[no-untyped-def]
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        sqs.create_queue(QueueName=QUEUE)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        create_table(dynamodb)
+        yield SimpleNamespace(s3=s3, dynamodb=dynamodb, sqs=sqs)
+
+
+@pytest.fixture
+def app(aws):  # type: ignore[no-untyped-def]
+    """The handler module, imported inside the mock (its clients are module-level)."""
+    import scorer.app
+
+    module = importlib.reload(scorer.app)
+    module.metrics.clear_metrics()  # process_batch alone adds metrics that nothing flushes
+    yield module
+    module.metrics.clear_metrics()

@@ -20,20 +20,24 @@ from botocore.response import StreamingBody
 from scorer import schema
 from scorer.config import Settings, load_settings
 
-from ecg_scorer.local.stack import load_template, table_definition
+from ecg_scorer.local.sam_template import load_template, table_definition
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "ecg-ingest-test"
 TABLE = "PredictionsTable-test"
+QUEUE = "scoring-test"
+QUEUE_URL = f"https://sqs.us-east-1.amazonaws.com/123456789012/{QUEUE}"  # as moto names it
 MODEL_VERSION = "cnn1d_lstm_ecg_v1"
 ENV = {
     "PREDICTIONS_TABLE": TABLE,
+    "SCORING_QUEUE_URL": QUEUE_URL,
     "ENDPOINT_NAME": "ecg-cnn1d-lstm-serverless",
     "MODEL_VERSION": MODEL_VERSION,
     "MODEL_LEADS": "I,II,V2",
     "MODEL_SAMPLING_RATE_HZ": "200",
     "WINDOW_SAMPLES": "2000",
     "MAX_FILE_BYTES": "3000000",
+    "MAX_RECORDING_BYTES": str(4 * 2**30),
     "MAX_PAYLOAD_BYTES": str(4 * 1024 * 1024 - 64 * 1024),
     "POWERTOOLS_SERVICE_NAME": "ecg-scorer",
     "POWERTOOLS_METRICS_NAMESPACE": "EcgScorer",
@@ -181,17 +185,34 @@ def ecg_like(
     fs: float,
     leads: tuple[str, ...] = ("I", "II", "V2"),
     levels: list[float] | None = None,
+    qrs: float = 1.5,
 ) -> np.ndarray:
     """[T, C] mV: a 1.2 Hz wave (whole periods in every 10-s window, so its median is 0)
-    on a baseline that steps every 10 s through ``levels`` in lead I. Other leads sit
-    higher (II +2, V2 +3, others +4) so a lead mix-up shows in the fake model's answer."""
+    with a QRS-like spike per beat, on a baseline that steps every 10 s through ``levels``
+    in lead I. Other leads sit higher (II +2, V2 +3, others +4) so a lead mix-up shows in the
+    fake model's answer.
+
+    The spikes (20 ms down then 20 ms up, at each downward zero crossing of the wave) give
+    the windows the QRS complexes signal quality looks for; the down half takes samples that
+    were above the median and the up half as many that were below, so a window's median
+    stays its level."""
     t = np.arange(round(seconds * fs)) / fs
     levels = levels or [0.25]
     base = np.asarray(levels)[np.minimum((t // 10).astype(int), len(levels) - 1)]
     offsets = {"i": 0.0, "ii": 2.0, "v2": 3.0}
+    wave = np.sin(2 * np.pi * 1.2 * t)
+    down = np.flatnonzero((wave[:-1] > 0) & (wave[1:] <= 0)) + 1
+    n = max(1, round(0.02 * fs))
+    beat = np.zeros_like(t)
+    for j in down[(down >= n) & (down + n <= t.size)]:
+        beat[j - n : j], beat[j : j + n] = -qrs, qrs
+    phases = {"i": 0.0, "ii": 1.0, "v2": 2.0}  # by name: lead I's wave is always `wave`
     columns = [
-        0.5 * np.sin(2 * np.pi * 1.2 * t + k) + base + offsets.get(name.lower(), 4.0)
-        for k, name in enumerate(leads)
+        0.5 * np.sin(2 * np.pi * 1.2 * t + phases.get(name.lower(), 3.0))
+        + beat
+        + base
+        + offsets.get(name.lower(), 4.0)
+        for name in leads
     ]
     return np.stack(columns, axis=1)
 
@@ -205,9 +226,11 @@ _deserializer = TypeDeserializer()
 
 
 def all_items(dynamodb: Any, table: str = TABLE) -> list[dict[str, Any]]:
-    """Every item (a test may scan; the product never does)."""
+    """Every file's result item, not the device registry or long recordings' jobs (a test
+    may scan; the product never does)."""
     items = dynamodb.scan(TableName=table)["Items"]
-    return [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in items]
+    decoded = [{k: _deserializer.deserialize(v) for k, v in item.items()} for item in items]
+    return [item for item in decoded if item[schema.SK].startswith("MODEL#")]
 
 
 def item_for(dynamodb: Any, key: str, bucket: str = BUCKET) -> dict[str, Any] | None:
@@ -235,3 +258,68 @@ class FlakyDynamo:
             self.failures -= 1
             raise client_error("ProvisionedThroughputExceededException", 400, "PutItem")
         return self.client.put_item(**kwargs)
+
+
+def upload(
+    aws: Any, key: str, data: bytes, bucket: str = BUCKET, **metadata: str
+) -> dict[str, Any]:
+    """Put the object; return the S3 event record that S3 would send for it."""
+    put = aws.s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)
+    return s3_record(
+        key, size=len(data), bucket=bucket, version_id=put["VersionId"], etag=put["ETag"].strip('"')
+    )
+
+
+def run_batch(
+    app: Any,
+    aws: Any,
+    event: dict,
+    runtime: Any,
+    context: FakeContext | None = None,
+    dynamodb: Any = None,
+    settings: Any = None,
+) -> dict:
+    """The handler's whole batch with moto's S3 and table and the given endpoint client."""
+    context = context or FakeContext()
+    clients = app.Clients(aws.s3, dynamodb or aws.dynamodb, runtime, aws.sqs)
+    return app.process_batch(event, context, clients, settings or app.SETTINGS, sleep=context.sleep)
+
+
+def json_bytes(doc: dict) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def csv_bytes(header: str, table: np.ndarray, comments: str = "") -> bytes:
+    rows = "\n".join(",".join(f"{v:.5f}" for v in row) for row in table)
+    return f"{comments}{header}\n{rows}\n".encode()
+
+
+class InProcessEndpoint:
+    """The real model_code/inference.py and the trained demo model behind the runtime API:
+    what the serverless container would run, minus the HTTP server."""
+
+    def __init__(self, inference: Any, model_dir: str):
+        self.inference = inference
+        self.model = inference.model_fn(model_dir)
+        self.calls = 0
+
+    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        batch = self.inference.input_fn(kwargs["Body"], kwargs["ContentType"])
+        answer, _ = self.inference.output_fn(
+            self.inference.predict_fn(batch, self.model), kwargs["Accept"]
+        )
+        raw = answer.encode()
+        return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}

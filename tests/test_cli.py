@@ -1,130 +1,34 @@
-"""ecg-scorer against moto: each access pattern returns what the Lambda stored, in order,
-within the time bounds, across pages; export parses back; redrive and upload move real
-messages and objects; mistakes get a clear message."""
+"""ecg-scorer's finding commands against moto: each access pattern returns what the Lambda
+stored, in order, within the time bounds, across pages; nothing is hidden (full reasons,
+"showing N of M", why a range is empty); every format has the same columns; export parses
+back; mistakes get a clear message that says what to do."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
-from boto3.dynamodb.types import TypeSerializer
-from botocore.stub import Stubber
-from moto import mock_aws
-from scorer import store
-from scorer.config import load_settings
-from scorer.endpoint import FileScore
-from scorer.errors import RejectedFile
-from scorer.prepare import Prepared
+from cli_helpers import (
+    BUCKET,
+    NOW,
+    TABLE,
+    keys,
+    run,
+    run_failing,
+    run_json,
+    stored,
+)
+from scorer import schema
 
-from ecg_scorer import cli
-from ecg_scorer.local import stack
+from ecg_scorer import cli, times
 
-TABLE = "predictions-test"
-BUCKET = "ingest-test"
-NOW = datetime.now(UTC).replace(microsecond=0)
-# The Lambda's settings (as template.yaml sets them) that the store's items record.
-LAMBDA_ENV = {
-    "PREDICTIONS_TABLE": TABLE,
-    "ENDPOINT_NAME": "cnn1d-lstm-ecg-v1",
-    "MODEL_VERSION": "cnn1d_lstm_ecg_v1",
-    "MODEL_LEADS": "I,II,V2",
-    "MODEL_SAMPLING_RATE_HZ": "200",
-    "WINDOW_SAMPLES": "2000",
-    "MAX_FILE_BYTES": "26214400",
-    "MAX_PAYLOAD_BYTES": "4000000",
-    "POWERTOOLS_SERVICE_NAME": "ecg-scorer",
-    "POWERTOOLS_METRICS_NAMESPACE": "EcgScorer",
-    "LOG_LEVEL": "INFO",
-}
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in (
-        "ECG_SCORER_TABLE",
-        "ECG_SCORER_BUCKET",
-        "ECG_SCORER_QUEUE_URL",
-        "ECG_SCORER_DLQ_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def ddb(aws: None) -> Any:
-    """PredictionsTable created the way the local stack creates it (from template.yaml)."""
-    client = boto3.client("dynamodb")
-    client.create_table(**stack.table_definition(stack.load_template(), TABLE))
-    return client
-
-
-def stored(
-    ddb: Any,
-    key: str,
-    at: datetime,
-    site: str = "stmarys",
-    device: str = "holter-7",
-    probability: float | None = 0.1,
-    reason: str | None = None,
-    model_version: str = "cnn1d_lstm_ecg_v1",
-) -> dict[str, Any]:
-    """Put one item built by the Lambda's own store (so a change there reaches these tests)."""
-    full_key = f"incoming/{site}/{device}/{key}"
-    ref = store.FileRef(
-        bucket=BUCKET,
-        key=full_key,
-        version_id="v-1",
-        etag='"abc"',
-        size_bytes=1234,
-        sequencer="0055AED6DCD90281E5",
-        uploaded_at=at,
-    )
-    facts = store.FileFacts(site=site, device=device, format="csv")
-    settings = load_settings({**LAMBDA_ENV, "MODEL_VERSION": model_version})
-    scored_at = at + timedelta(seconds=3)
-    if reason is not None:
-        item = store.rejected_item(
-            ref, facts, RejectedFile(reason, "test_reason"), settings, scored_at
-        )
-    else:
-        assert probability is not None
-        prepared = Prepared(
-            windows=np.zeros((2, 2000, 3), dtype=np.float32),
-            last_window_padded=False,
-            sampling_rate_hz=200.0,
-            rate_assumed=False,
-            leads_found=["I", "II", "V2"],
-            duration_s=20.0,
-        )
-        score = FileScore(probabilities=[probability, 0.05], threshold=0.5)
-        item = store.scored_item(ref, facts, prepared, score, settings, scored_at)
-    serializer = TypeSerializer()
-    ddb.put_item(TableName=TABLE, Item={k: serializer.serialize(v) for k, v in item.items()})
-    return item
-
-
-def run(*argv: str) -> str:
-    out = io.StringIO()
-    assert cli.main(list(argv), out=out) == 0
-    return out.getvalue()
-
-
-def run_json(*argv: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = json.loads(run(*argv, "--format", "json", "--table", TABLE))
-    return result
-
-
-def keys(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["key"].rsplit("/", 1)[-1] for r in rows]
+pytest_plugins = ["cli_fixtures"]  # its fixtures: cli_aws (moto), ddb (the table)
 
 
 def test_result_shows_every_model_version_of_one_file(ddb: Any) -> None:
@@ -264,106 +168,6 @@ def test_export_csv_parses_back(export_items: list[dict[str, Any]]) -> None:
     assert rows[0]["recorded_at"] == "2026-05-10T01:00:00.000Z"
 
 
-def queues() -> tuple[Any, str, str]:
-    sqs = boto3.client("sqs")
-    dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-    queue = sqs.create_queue(QueueName="scoring")["QueueUrl"]
-    return sqs, queue, dlq
-
-
-def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-    ).get("Messages", []):
-        got.extend(batch)
-    return got
-
-
-def test_redrive_moves_every_dlq_message_and_says_how_many(
-    aws: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sqs, queue, dlq = queues()
-    for n in range(13):
-        sqs.send_message(
-            QueueUrl=dlq,
-            MessageBody=json.dumps(
-                {"Records": [{"s3": {"object": {"key": f"incoming/s/d/{n}.csv"}}}]}
-            ),
-            MessageAttributes={"attempt": {"DataType": "Number", "StringValue": str(n)}},
-        )
-    monkeypatch.setenv("ECG_SCORER_DLQ_URL", dlq)
-    monkeypatch.setenv("ECG_SCORER_QUEUE_URL", queue)
-    assert (
-        run("redrive", "--method", "loop", "--wait-seconds", "0")
-        == "moved 13 messages from the DLQ to the scoring queue\n"
-    )
-    moved = drain(sqs, queue)
-    assert sorted(
-        json.loads(m["Body"])["Records"][0]["s3"]["object"]["key"] for m in moved
-    ) == sorted(f"incoming/s/d/{n}.csv" for n in range(13))
-    assert {m["MessageAttributes"]["attempt"]["StringValue"] for m in moved} == {
-        str(n) for n in range(13)
-    }
-    assert drain(sqs, dlq) == []
-
-
-def test_redrive_stops_at_max_messages(aws: None) -> None:
-    sqs, queue, dlq = queues()
-    for n in range(7):
-        sqs.send_message(QueueUrl=dlq, MessageBody=str(n))
-    out = run(
-        "redrive",
-        "--dlq-url",
-        dlq,
-        "--queue-url",
-        queue,
-        "--max-messages",
-        "3",
-        "--wait-seconds",
-        "0",
-    )
-    # Against AWS's endpoint (moto in-process) auto still loops: a move task cannot stop at 3.
-    assert out.startswith("moved 3 messages")
-    assert len(drain(sqs, queue)) == 3
-
-
-def test_upload_puts_the_file_where_the_pipeline_reads(aws: None, tmp_path: Path) -> None:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    ecg = tmp_path / "rec 1.csv"
-    ecg.write_text("I,II,V2\n0.1,0.2,0.3\n")
-    out = run(
-        "upload",
-        str(ecg),
-        "--site",
-        "stmarys",
-        "--device",
-        "holter-7",
-        "--bucket",
-        BUCKET,
-        "--metadata",
-        "recorded_at=2026-05-10T01:00:00Z",
-    )
-    key = "incoming/stmarys/holter-7/rec 1.csv"
-    assert out == f"uploaded {ecg.stat().st_size} bytes to s3://{BUCKET}/{key}\n"
-    head = s3.head_object(Bucket=BUCKET, Key=key)
-    assert head["Metadata"] == {"recorded_at": "2026-05-10T01:00:00Z"}
-    # The sample values never reach the terminal.
-    assert "0.1" not in out
-
-
-def test_upload_refuses_a_site_that_would_leave_the_prefix(
-    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    ecg = tmp_path / "x.csv"
-    ecg.write_text("I\n1\n")
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["upload", str(ecg), "--site", "../x", "--device", "d", "--bucket", BUCKET])
-    assert exit_.value.code == 2
-    assert "bad site '../x'" in capsys.readouterr().err
-
-
 def test_names_come_from_the_stack_outputs(ddb: Any) -> None:
     stored(ddb, "a.csv", NOW - timedelta(hours=1), probability=0.9)
     template = {
@@ -377,7 +181,7 @@ def test_names_come_from_the_stack_outputs(ddb: Any) -> None:
 
 @pytest.mark.parametrize("bad", ["yesterday", "2026-13-01", "24x"])
 def test_a_bad_time_is_a_usage_error(
-    aws: None, bad: str, capsys: pytest.CaptureFixture[str]
+    cli_aws: None, bad: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(["anomalies", "--table", TABLE, "--since", bad])
@@ -385,7 +189,7 @@ def test_a_bad_time_is_a_usage_error(
     assert f"bad time '{bad}'" in capsys.readouterr().err
 
 
-def test_an_empty_range_is_a_usage_error(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_empty_range_is_a_usage_error(cli_aws: None, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["rejected", "--table", TABLE, "--since", "1h", "--until", "2h"])
     assert "must be before" in capsys.readouterr().err
@@ -398,7 +202,7 @@ def test_an_unknown_table_is_named_as_such(ddb: Any, capsys: pytest.CaptureFixtu
 
 
 def test_a_missing_table_name_says_where_to_give_it(
-    aws: None, capsys: pytest.CaptureFixture[str]
+    cli_aws: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["rejected"], out=io.StringIO()) == 1
     assert "pass --table, set ECG_SCORER_TABLE, or pass --stack" in capsys.readouterr().err
@@ -417,7 +221,7 @@ def test_a_missing_table_name_says_where_to_give_it(
     ],
 )
 def test_times_are_iso_or_ages(text: str, expected: datetime) -> None:
-    assert cli.parse_time(text, NOW) == expected
+    assert times.parse_time(text, NOW) == expected
 
 
 def test_a_failed_export_leaves_no_file(ddb: Any, tmp_path: Path) -> None:
@@ -425,61 +229,6 @@ def test_a_failed_export_leaves_no_file(ddb: Any, tmp_path: Path) -> None:
     argv = ["export", "--table", "no-such-table", "--format", "csv", "--out", str(out)]
     assert cli.main(argv, out=io.StringIO()) == 1
     assert list(tmp_path.iterdir()) == []
-
-
-def test_auto_redrive_uses_the_sqs_move_task_only_on_aws() -> None:
-    assert cli.runs_on_aws(boto3.client("sqs", region_name="eu-west-1"))
-    assert not cli.runs_on_aws(boto3.client("sqs", endpoint_url="http://127.0.0.1:4566"))
-
-
-def stubbed_move_task(final: dict[str, Any]) -> tuple[Any, Stubber]:
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    stub = Stubber(sqs)
-    dlq_arn = "arn:aws:sqs:us-east-1:123456789012:dlq"
-    queue_arn = "arn:aws:sqs:us-east-1:123456789012:q"
-    for arn, url in ((dlq_arn, "https://sqs/dlq"), (queue_arn, "https://sqs/q")):
-        stub.add_response(
-            "get_queue_attributes",
-            {"Attributes": {"QueueArn": arn}},
-            {"QueueUrl": url, "AttributeNames": ["QueueArn"]},
-        )
-    stub.add_response(
-        "start_message_move_task",
-        {"TaskHandle": "h-1"},
-        {"SourceArn": dlq_arn, "DestinationArn": queue_arn},
-    )
-    running = {"Status": "RUNNING", "ApproximateNumberOfMessagesMoved": 4, "TaskHandle": "h-1"}
-    for task in (running, final):
-        stub.add_response(
-            "list_message_move_tasks",
-            {"Results": [task]},
-            {"SourceArn": dlq_arn, "MaxResults": 1},
-        )
-    stub.activate()
-    return sqs, stub
-
-
-def test_move_task_redrive_waits_and_reports_the_count() -> None:
-    sqs, stub = stubbed_move_task({"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 13})
-    waits: list[float] = []
-    moved = cli.redrive_move_task(sqs, "https://sqs/dlq", "https://sqs/q", sleep=waits.append)
-    assert moved == 13
-    assert waits == [2.0]
-    stub.assert_no_pending_responses()
-
-
-def test_a_failed_move_task_says_why() -> None:
-    failed = {"Status": "FAILED", "ApproximateNumberOfMessagesMoved": 6, "FailureReason": "Denied"}
-    sqs, _ = stubbed_move_task(failed)
-    with pytest.raises(cli.CliError, match="stopped after moving 6: Denied"):
-        cli.redrive_move_task(sqs, "https://sqs/dlq", "https://sqs/q", sleep=lambda _: None)
-
-
-def test_move_task_cannot_stop_at_a_count(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["redrive", "--dlq-url", "d", "--queue-url", "q", "--method", "move-task"]
-    with pytest.raises(SystemExit):
-        cli.main([*argv, "--max-messages", "3"])
-    assert "--max-messages needs --method loop" in capsys.readouterr().err
 
 
 def test_result_for_an_unscored_file_says_so(ddb: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -497,3 +246,172 @@ def test_list_output_as_csv_parses_back(ddb: Any) -> None:
         ("incoming/stmarys/holter-7/b.csv", "REJECTED", "", "no lead named V2"),
         ("incoming/stmarys/holter-7/a.csv", "SCORED", "0.750", ""),
     ]
+
+
+# ------------------------------------------------------------------ nothing hidden
+
+
+def test_a_long_reason_wraps_and_is_never_cut(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = (
+        "the file has 2 unnamed channel(s); the model needs 3 leads (I, II, V2): name the "
+        "leads, or send exactly 3 channels in the order I, II, V2"
+    )
+    stored(ddb, "x.csv", NOW - timedelta(hours=1), reason=reason)
+    monkeypatch.setenv("COLUMNS", "120")
+    text = run("rejected", "--table", TABLE)
+    lines = text.splitlines()
+    assert all(len(line) <= 120 for line in lines)
+    assert " ".join(" ".join(lines).split()).count("send exactly 3 channels in the order I, II, V2")
+    assert "…" not in text
+
+
+def test_a_limit_says_how_many_exist(ddb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    for n in range(7):
+        stored(ddb, f"f{n}.csv", NOW - timedelta(minutes=10 + n))
+    text = run("device", "stmarys", "holter-7", "--table", TABLE, "--limit", "3")
+    assert text.rstrip().endswith("showing 3 of 7 (use --limit)")
+    rows = run_json("device", "stmarys", "holter-7", "--limit", "3")
+    assert len(rows) == 3
+    assert "showing 3 of 7 (use --limit)" in capsys.readouterr().err
+    assert run("device", "stmarys", "holter-7", "--table", TABLE).rstrip().endswith("7 results")
+
+
+def test_an_empty_range_says_it_is_about_recording_time_and_counts_uploads(
+    ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    # Uploaded now, recorded a week ago: not in --since 1d, which is about recording time.
+    s3.put_object(Bucket=BUCKET, Key="incoming/stmarys/holter-7/old.csv", Body=b"I\n1\n")
+    stored(ddb, "old.csv", NOW - timedelta(days=7), uploaded_at=NOW)
+    capsys.readouterr()
+    argv = ["device", "stmarys", "holter-7", "--table", TABLE, "--since", "1d"]
+    assert run(*argv) == "0 results\n"
+    assert "the range is the recording's time (recorded_at)" in capsys.readouterr().err
+    run(*argv, "--bucket", BUCKET)
+    err = capsys.readouterr().err
+    assert err.startswith("0 results for recording time in [")
+    assert "1 uploaded in range under s3://ingest-test/incoming/stmarys/holter-7/" in err
+    assert keys(run_json("device", "stmarys", "holter-7", "--since", "8d")) == ["old.csv"]
+
+
+def test_every_format_has_the_same_columns(ddb: Any) -> None:
+    stored(ddb, "a.csv", NOW - timedelta(hours=2), probability=0.75)
+    stored(ddb, "b.csv", NOW - timedelta(hours=1), reason="no lead named V2")
+    for command in (["site", "stmarys"], ["export"]):
+        argv = [*command, "--table", TABLE]
+        header = next(csv.reader(io.StringIO(run(*argv, "--format", "csv"))))
+        jsonl = [json.loads(line) for line in run(*argv, "--format", "jsonl").splitlines()]
+        array = json.loads(run(*argv, "--format", "json"))
+        assert len(jsonl) == len(array) == 2
+        assert [list(row) for row in jsonl] == [header, header]
+        assert [list(row) for row in array] == [header, header]
+    assert {"reason_code", "duration_s", "sampling_rate_assumed", "file_hash"} <= set(header)
+
+
+def test_export_has_a_column_for_everything_the_store_writes(ddb: Any) -> None:
+    from ecg_scorer import query
+    from ecg_scorer.cli import listing
+
+    scored = stored(ddb, "a.csv", NOW - timedelta(hours=2), probability=0.75)
+    rejected = stored(ddb, "b.csv", NOW - timedelta(hours=1), reason="no lead named V2")
+    for item in (scored, rejected):
+        assert set(query.public(item)) <= set(listing.EXPORT_COLUMNS)
+
+
+def test_result_takes_a_bare_key_in_the_configured_bucket(
+    ddb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored(ddb, "a.csv", NOW - timedelta(hours=1), probability=0.9)
+    monkeypatch.setenv("ECG_SCORER_BUCKET", BUCKET)
+    rows = run_json("result", "incoming/stmarys/holter-7/a.csv")
+    assert [(r["bucket"], r["key"]) for r in rows] == [(BUCKET, "incoming/stmarys/holter-7/a.csv")]
+
+
+def test_result_tells_not_scored_yet_from_no_such_object(
+    ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    waiting = "incoming/stmarys/holter-7/waiting.csv"
+    s3.put_object(Bucket=BUCKET, Key=waiting, Body=b"I\n1\n")
+    err = run_failing(capsys, "result", waiting, "--bucket", BUCKET, "--table", TABLE)
+    assert "was uploaded at" in err and "not scored yet" in err
+    assert schema.file_hash(BUCKET, waiting) in err  # what the logs call it
+    err = run_failing(capsys, "result", f"{BUCKET}/incoming/s/d/none.csv", "--table", TABLE)
+    assert err.startswith("ecg-scorer: no such object: s3://ingest-test/incoming/s/d/none.csv")
+
+
+def test_sites_and_devices_come_from_the_registry(ddb: Any) -> None:
+    stored(ddb, "a.csv", NOW - timedelta(hours=3), device="d1")
+    stored(ddb, "b.csv", NOW - timedelta(hours=2), device="d2")
+    stored(ddb, "c.csv", NOW - timedelta(hours=1), site="elsewhere", device="d1")
+    sites = run_json("sites")
+    assert [(s["site"], s["devices"]) for s in sites] == [("elsewhere", 1), ("stmarys", 2)]
+    assert [(d["site"], d["device"]) for d in run_json("devices", "stmarys")] == [
+        ("stmarys", "d1"),
+        ("stmarys", "d2"),
+    ]
+    assert run("devices", "--table", TABLE).rstrip().endswith("3 devices")
+
+
+def test_resolve_finds_the_file_behind_a_log_hash(ddb: Any) -> None:
+    stored(ddb, "a.csv", NOW - timedelta(days=400))  # old recordings are found too
+    stored(ddb, "b.csv", NOW - timedelta(hours=1))
+    nowhere = "incoming/lost.csv"  # rejected before a site and device were known
+    stored(
+        ddb,
+        "",
+        NOW - timedelta(hours=1),
+        site=None,
+        device=None,
+        reason="no site",
+        full_key=nowhere,
+    )
+    for key in ("incoming/stmarys/holter-7/a.csv", nowhere):
+        rows = run_json("resolve", schema.file_hash(BUCKET, key))
+        assert [(r["bucket"], r["key"]) for r in rows] == [(BUCKET, key)]
+
+
+def test_resolve_looks_in_the_bucket_for_files_never_scored(
+    ddb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    key = "incoming/stmarys/holter-7/in-the-dlq.csv"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"I\n1\n")
+    file_hash = schema.file_hash(BUCKET, key)
+    err = run_failing(capsys, "resolve", file_hash, "--table", TABLE)
+    assert "give --bucket to search the bucket too" in err
+    rows = run_json("resolve", file_hash, "--bucket", BUCKET)
+    assert [(r["key"], r["status"]) for r in rows] == [(key, "NOT SCORED")]
+
+
+def test_a_stopped_local_stack_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ecg_scorer.local.stack import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    err = run_failing(capsys, "anomalies", "--table", TABLE)
+    assert "cannot reach AWS_ENDPOINT_URL=http://127.0.0.1:" in err
+    assert "make local-up" in err
+
+
+def test_region_advice_names_what_boto3_reads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    err = run_failing(capsys, "anomalies", "--table", TABLE)
+    assert "no AWS region" in err and "AWS_DEFAULT_REGION" in err
+    assert "boto3 does not read AWS_REGION" in err
+
+
+def test_a_bad_time_shows_the_commands_own_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["device", "s", "d", "--since", "last tuesday"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ecg-scorer device")
+    assert "bad time 'last tuesday'" in err

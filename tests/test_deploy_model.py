@@ -13,23 +13,38 @@ import socket
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
+from scorer_helpers import ecg_like
 from test_package import CONFIG as TINY_CONFIG
 from test_package import make_code_dir, make_model_dir
 
-import deploy_model as dm
-from deploy_model import Aws, Plan, ToolError
-from ecg_scorer.local import stack
+from ecg_scorer.deploy import ToolError
+from ecg_scorer.deploy.archive import package, read_model_config, sha256_file
+from ecg_scorer.deploy.aws import Aws, resolve_image_uri
+from ecg_scorer.deploy.cli import build_parser, main
+from ecg_scorer.deploy.identity import (
+    MANAGED_BY,
+    TAG_MANAGED_BY,
+    TAG_SHA,
+    s3_prefix,
+    version_conflicts,
+)
+from ecg_scorer.deploy.invoke import Contract, load_windows, parse_endpoint
+from ecg_scorer.deploy.preflight import ROLE_ENV, _quota_check, preflight
+from ecg_scorer.deploy.rollout import CONTAINER_ENV, Plan, apply_plan, make_plan, wait_for_endpoint
+from ecg_scorer.local import HOST, aws, processes
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -48,7 +63,9 @@ TRUST = {
 }
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ENDPOINT = "ecg-local"  # the name the local runtime serves
-CONTRACT = dm.Contract.from_config(TINY_CONFIG)
+CONTRACT = Contract.from_config(TINY_CONFIG)
+VERSION = TINY_CONFIG["model_version"]
+PREFIX = s3_prefix(VERSION)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +73,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checked-out-able archive of the tiny model with model_code's handler."""
     root = tmp_path_factory.mktemp("deploy")
     out = root / "model.tar.gz"
-    dm.package(make_model_dir(root / "model"), out, make_code_dir(root / "code"))
+    package(make_model_dir(root / "model"), out, make_code_dir(root / "code"))
     return out
 
 
@@ -76,15 +93,16 @@ def plan_for(aws: Aws, role: str, archive: Path, **overrides: Any) -> Plan:
         "endpoint": "ecg-test",
         "archive": archive,
         "bucket": BUCKET,
-        "prefix": dm.DEFAULT_PREFIX,
+        "prefix": PREFIX,
         "image": IMAGE,
         "role": role,
         "memory": 3072,
         "max_concurrency": 10,
         "provisioned": None,
+        "model_version": VERSION,
     }
     params.update(overrides)
-    return dm.make_plan(aws, **params)
+    return make_plan(aws, **params)
 
 
 def tags_of(sm: Any, arn: str) -> dict[str, str]:
@@ -101,11 +119,11 @@ def test_deploy_creates_tagged_serverless_endpoint(
     aws, role = moto_aws
     plan = plan_for(aws, role, archive, provisioned=2)
     out = io.StringIO()
-    dm.apply_plan(aws, plan, poll=0, out=out)
+    apply_plan(aws, plan, poll=0, out=out)
 
     sm, s3 = aws.client("sagemaker"), aws.client("s3")
-    sha = dm.sha256_file(archive)
-    key = f"{dm.DEFAULT_PREFIX}/{sha}/model.tar.gz"
+    sha = sha256_file(archive)
+    key = f"{PREFIX}/{sha}/model.tar.gz"
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == archive.read_bytes()
     model = sm.describe_model(ModelName=plan.model_name)
     env = model["PrimaryContainer"]["Environment"]
@@ -131,8 +149,8 @@ def test_deploy_creates_tagged_serverless_endpoint(
         sm.describe_endpoint_config(EndpointConfigName=plan.config_name)["EndpointConfigArn"],
         endpoint["EndpointArn"],
     ):
-        assert tags_of(sm, arn)[dm.TAG_MANAGED_BY] == dm.MANAGED_BY
-    assert tags_of(sm, model["ModelArn"])[dm.TAG_SHA] == sha
+        assert tags_of(sm, arn)[TAG_MANAGED_BY] == MANAGED_BY
+    assert tags_of(sm, model["ModelArn"])[TAG_SHA] == sha
     assert "endpoint ecg-test: InService" in out.getvalue()
 
 
@@ -140,11 +158,11 @@ def test_deploying_the_same_archive_again_creates_nothing(
     moto_aws: tuple[Aws, str], archive: Path
 ) -> None:
     aws, role = moto_aws
-    dm.apply_plan(aws, plan_for(aws, role, archive), poll=0, out=io.StringIO())
+    apply_plan(aws, plan_for(aws, role, archive), poll=0, out=io.StringIO())
     again = plan_for(aws, role, archive)
     assert (again.upload, again.create_model, again.create_config) == (False, False, False)
     assert again.endpoint_action == "none"
-    assert dm.apply_plan(aws, again, poll=0, out=io.StringIO()) == []
+    assert apply_plan(aws, again, poll=0, out=io.StringIO()) == []
     sm = aws.client("sagemaker")
     assert len(sm.list_models()["Models"]) == 1
     assert len(sm.list_endpoint_configs()["EndpointConfigs"]) == 1
@@ -155,7 +173,7 @@ def test_new_memory_size_plans_an_update_not_a_new_endpoint(
 ) -> None:
     aws, role = moto_aws
     first = plan_for(aws, role, archive)
-    dm.apply_plan(aws, first, poll=0, out=io.StringIO())
+    apply_plan(aws, first, poll=0, out=io.StringIO())
     bigger = plan_for(aws, role, archive, memory=4096)
     assert bigger.model_name == first.model_name and not bigger.create_model
     assert bigger.create_config and bigger.config_name != first.config_name
@@ -167,7 +185,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     moto_aws: tuple[Aws, str], archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, role = moto_aws
-    code = dm.main(
+    code = main(
         [
             "deploy",
             "--archive",
@@ -205,6 +223,147 @@ def test_deploy_refuses_a_failed_endpoint_instead_of_deleting_it() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# model identity: config.json's model_version names the archive, the prefix and the tags
+
+
+def test_archive_name_prefix_and_tags_come_from_config_json(
+    moto_aws: tuple[Aws, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    aws, role = moto_aws
+    version = "tiny-lstm-0badc0de"
+    model_dir = make_model_dir(tmp_path / "model", {**TINY_CONFIG, "model_version": version})
+    code_dir = make_code_dir(tmp_path / "code")
+    monkeypatch.chdir(tmp_path)
+    assert main(["package", "--model-dir", str(model_dir), "--code-dir", str(code_dir)]) == 0
+    assert f"wrote sagemaker_models/{version}_sagemaker.tar.gz" in capsys.readouterr().out
+
+    deploy = ["deploy", "--model-dir", str(model_dir), "--code-dir", str(code_dir)]
+    deploy += ["--role", role, "--image-uri", IMAGE, "--endpoint-name", "ecg-named", "--poll", "0"]
+    assert main(deploy) == 0
+    out = capsys.readouterr().out
+    sha = sha256_file(tmp_path / "sagemaker_models" / f"{version}_sagemaker.tar.gz")
+    key = f"ecg-scorer/models/{version}/{sha}/model.tar.gz"
+    assert f"  version   {version}" in out and f"uploaded s3://{BUCKET}/{key}" in out
+    sm = aws.client("sagemaker")
+    model = sm.describe_model(ModelName=sm.list_models()["Models"][0]["ModelName"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/{key}"
+    assert tags_of(sm, model["ModelArn"])["ecg-scorer:model-version"] == version
+    object_tags = aws.client("s3").get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]
+    assert {"Key": "ecg-scorer:model-version", "Value": version} in object_tags
+
+
+def test_deploy_refuses_another_archive_under_a_deployed_model_version(
+    moto_aws: tuple[Aws, str], archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws, role = moto_aws
+    apply_plan(aws, plan_for(aws, role, archive), poll=0, out=io.StringIO())
+    # Same model_version, other bytes (here: another threshold).
+    other = tmp_path / "other.tar.gz"
+    model_dir = make_model_dir(tmp_path / "model", {**TINY_CONFIG, "threshold": 0.4})
+    package(model_dir, other, make_code_dir(tmp_path / "code"))
+    deploy = ["deploy", "--role", role, "--image-uri", IMAGE, "--poll", "0"]
+
+    # Refused on any endpoint, not only the one that serves the version.
+    assert main([*deploy, "--archive", str(other), "--endpoint-name", "ecg-elsewhere"]) == 1
+    err = capsys.readouterr().err
+    assert f"model_version {VERSION} is already uploaded or deployed with another archive" in err
+    assert "  model ecg-test-m-" in err and f"  s3://{BUCKET}/{PREFIX}/" in err
+    assert "Give the new model its own model_version in config.json" in err
+    sm, s3 = aws.client("sagemaker"), aws.client("s3")
+    assert len(sm.list_models()["Models"]) == 1
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 1
+    # The archive that was built as this version still deploys.
+    assert main([*deploy, "--archive", str(archive), "--endpoint-name", "ecg-test"]) == 0
+    assert "nothing to do: already deployed" in capsys.readouterr().out
+
+
+def test_an_uploaded_archive_alone_claims_its_model_version(moto_aws: tuple[Aws, str]) -> None:
+    aws, _ = moto_aws
+    key = f"{PREFIX}/{'a' * 64}/model.tar.gz"  # uploaded by a deploy that stopped there
+    tagging = urlencode({"ecg-scorer:model-version": VERSION})
+    aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"x", Tagging=tagging)
+    found = version_conflicts(aws, VERSION, "b" * 64, BUCKET, PREFIX)
+    assert found.found == [(f"s3://{BUCKET}/{key}", "a" * 64)] and found.unread == []
+    assert version_conflicts(aws, VERSION, "a" * 64, BUCKET, PREFIX).found == []
+    assert version_conflicts(aws, "another-version", "b" * 64, BUCKET, PREFIX).found == []
+    missing_bucket = version_conflicts(aws, VERSION, "b" * 64, "no-such-bucket", PREFIX)
+    assert missing_bucket.found == [] and missing_bucket.unread == []
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy --dry-run without credentials: the plan from the archive and the flags alone
+
+
+def _without_credentials(tmp_path: Path) -> dict[str, str]:
+    """The environment with every AWS variable gone and no credentials or config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+    )
+    return env
+
+
+def test_dry_run_without_credentials_shows_the_plan_and_what_was_not_checked(
+    moto_aws: tuple[Aws, str], archive: Path, tmp_path: Path
+) -> None:
+    aws, role = moto_aws
+    args = ["deploy", "--dry-run", "--archive", str(archive), "--role", role]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "deploy_model.py"), *args, "--provisioned-concurrency", "2"],
+        capture_output=True,
+        text=True,
+        env=_without_credentials(tmp_path),
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "skip credentials  none found: planning without an account" in out
+    # The names are the ones a deploy with an account would use.
+    online = plan_for(aws, role, archive, endpoint="cnn1d-lstm-ecg-v1", provisioned=2)
+    assert f"plan for endpoint cnn1d-lstm-ecg-v1 in {REGION}:" in out
+    assert f"  upload    s3://sagemaker-{REGION}-<account>/{online.key}  [upload, unless" in out
+    assert f"  image     {IMAGE}" in out  # from the SageMaker SDK, no account needed
+    assert f"  model     {online.model_name}  [create, unless it exists]" in out
+    assert (
+        f"  config    {online.config_name} (3072 MB, max concurrency 10, provisioned 2)  "
+        "[create, unless it exists]"
+    ) in out
+    assert "  endpoint  cnn1d-lstm-ecg-v1  [create, or update it without downtime" in out
+    assert "not checked without an account" in out
+    assert f"whether model_version {VERSION} was uploaded or deployed before" in out
+    assert out.rstrip().endswith("dry run: nothing changed")
+
+
+def test_without_credentials_only_a_dry_run_goes_on(
+    archive: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in _without_credentials(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    deploy = ["deploy", "--archive", str(archive), "--image-uri", IMAGE]
+    assert main([*deploy, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "  model     (named after the execution role: pass --role" in out
+    assert "the execution role (none given)" in out
+
+    assert main(deploy) == 1
+    out = capsys.readouterr().out
+    assert "FAIL credentials  cannot get the caller identity: Unable to locate credentials" in out
+    assert "plan for endpoint" not in out
+
+
+# ---------------------------------------------------------------------------------------------
 # what moto lacks: UpdateEndpoint and failures, with Stubber
 
 
@@ -235,7 +394,8 @@ def _stub_plan(archive: Path, action: str) -> Plan:
         model_name="ecg-test-m-1",
         config_name="ecg-test-c-new",
         serverless={"MemorySizeInMB": 4096, "MaxConcurrency": 10},
-        env=dict(dm.CONTAINER_ENV),
+        env=dict(CONTAINER_ENV),
+        model_version=VERSION,
         upload=False,
         create_model=False,
         create_config=True,
@@ -272,9 +432,7 @@ def test_update_swaps_the_config_of_the_live_endpoint(archive: Path) -> None:
         stub.add_response("describe_endpoint", _endpoint("InService", "ecg-test-c-new"))
         aws = Aws(session=None, region=REGION, _clients={"sagemaker": sm, "logs": None})
         out = io.StringIO()
-        done = dm.apply_plan(
-            aws, _stub_plan(archive, "update"), poll=1, out=out, sleep=lambda _: None
-        )
+        done = apply_plan(aws, _stub_plan(archive, "update"), poll=1, out=out, sleep=lambda _: None)
         stub.assert_no_pending_responses()
     assert done[-1] == "updating endpoint ecg-test from ecg-test-c-old"
     lines = out.getvalue().splitlines()
@@ -320,7 +478,7 @@ def test_failed_creation_reports_failure_reason_and_last_log_lines(archive: Path
         stub.add_response("describe_endpoint", _endpoint("Failed", "ecg-test-c-new", reason))
         aws = Aws(session=None, region=REGION, _clients={"sagemaker": sm, "logs": logs})
         with pytest.raises(ToolError) as info:
-            dm.apply_plan(aws, plan, poll=1, out=io.StringIO(), sleep=lambda _: None)
+            apply_plan(aws, plan, poll=1, out=io.StringIO(), sleep=lambda _: None)
         log_stub.assert_no_pending_responses()
     message = str(info.value)
     assert "endpoint ecg-test is Failed: " + reason in message
@@ -333,7 +491,7 @@ def test_update_that_rolls_back_is_reported_as_a_failure(archive: Path) -> None:
     with Stubber(sm) as stub, _stub_logs(logs):
         stub.add_response("describe_endpoint", _endpoint("InService", "ecg-test-c-old", "OOM"))
         with pytest.raises(ToolError, match="still serves ecg-test-c-old"):
-            dm.wait_for_endpoint(
+            wait_for_endpoint(
                 sm, logs, "ecg-test", "ecg-test-c-new", timeout=60, poll=1, out=io.StringIO()
             )
 
@@ -345,7 +503,7 @@ def test_wait_gives_up_after_the_timeout() -> None:
         stub.add_response("describe_endpoint", _endpoint("Creating", "c"))
         stub.add_response("describe_endpoint", _endpoint("Creating", "c"))
         with pytest.raises(ToolError, match="still Creating after 60 s"):
-            dm.wait_for_endpoint(
+            wait_for_endpoint(
                 sm,
                 None,
                 "ecg-test",
@@ -364,7 +522,7 @@ def test_wait_gives_up_after_the_timeout() -> None:
 
 def test_preflight_passes_with_role_and_bucket(moto_aws: tuple[Aws, str]) -> None:
     aws, role = moto_aws
-    checks, account, bucket = dm.preflight(aws, role, None, 10)
+    checks, account, bucket = preflight(aws, role, None, 10)
     status = {c.name: c.ok for c in checks}
     assert status == {
         "credentials": True,
@@ -383,20 +541,20 @@ def test_preflight_says_what_to_fix(
     role = boto3.client("iam").create_role(
         RoleName="lambda-only", AssumeRolePolicyDocument=json.dumps(lambda_trust)
     )["Role"]["Arn"]
-    code = dm.main(["preflight", "--role", role, "--bucket", "no-such-bucket"])
+    code = main(["preflight", "--role", role, "--bucket", "no-such-bucket"])
     out = capsys.readouterr().out
     assert code == 1
     assert "FAIL role" in out and "does not trust sagemaker.amazonaws.com" in out
     assert "Principal Service sagemaker.amazonaws.com" in out
     assert "FAIL bucket" in out and "aws s3 mb s3://no-such-bucket" in out
 
-    monkeypatch.delenv(dm.ROLE_ENV, raising=False)
-    code = dm.main(["preflight"])
+    monkeypatch.delenv(ROLE_ENV, raising=False)
+    code = main(["preflight"])
     out = capsys.readouterr().out
-    assert code == 1 and f"set {dm.ROLE_ENV}" in out and "ok   bucket" in out
+    assert code == 1 and f"set {ROLE_ENV}" in out and "ok   bucket" in out
 
-    monkeypatch.setenv(dm.ROLE_ENV, f"arn:aws:iam::{ACCOUNT}:role/missing")
-    assert dm.main(["preflight"]) == 1
+    monkeypatch.setenv(ROLE_ENV, f"arn:aws:iam::{ACCOUNT}:role/missing")
+    assert main(["preflight"]) == 1
     assert "role/missing does not exist" in capsys.readouterr().out
 
 
@@ -418,7 +576,7 @@ def test_quota_check_compares_concurrency_with_the_account_quota(requested: int,
             },
             {"ServiceCode": "sagemaker"},
         )
-        check = dm._quota_check(quotas, requested)
+        check = _quota_check(quotas, requested)
     assert check.ok is ok
     assert "across all serverless endpoints = 10" in check.detail
     if not ok:
@@ -426,10 +584,10 @@ def test_quota_check_compares_concurrency_with_the_account_quota(requested: int,
 
 
 def test_image_uri_comes_from_the_installed_sagemaker_sdk() -> None:
-    assert dm.resolve_image_uri("eu-west-1") == (
+    assert resolve_image_uri("eu-west-1") == (
         "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.0.0-cpu-py310"
     )
-    assert dm.resolve_image_uri("eu-west-1", "my/image:1") == "my/image:1"
+    assert resolve_image_uri("eu-west-1", "my/image:1") == "my/image:1"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,7 +599,7 @@ def test_status_shows_config_model_and_metrics(
 ) -> None:
     aws, role = moto_aws
     plan = plan_for(aws, role, archive)
-    dm.apply_plan(aws, plan, poll=0, out=io.StringIO())
+    apply_plan(aws, plan, poll=0, out=io.StringIO())
     dims = [
         {"Name": "EndpointName", "Value": "ecg-test"},
         {"Name": "VariantName", "Value": "AllTraffic"},
@@ -466,18 +624,18 @@ def test_status_shows_config_model_and_metrics(
             },
         ],
     )
-    assert dm.main(["status", "--endpoint-name", "ecg-test"]) == 0
+    assert main(["status", "--endpoint-name", "ecg-test"]) == 0
     out = capsys.readouterr().out
     assert "state      InService" in out
     assert "memory     3072 MB, max concurrency 10" in out
-    assert f"version    {dm.MODEL_VERSION}" in out
+    assert f"version    {VERSION}" in out
     assert f"archive    s3://{BUCKET}/{plan.key}" in out
     rows = {line.split()[0]: line.split()[2:] for line in out.splitlines() if line.startswith("  ")}
     assert rows["Invocations"] == ["7"]
     assert rows["ModelLatency"] == ["4.2", "ms"]
     assert rows["Invocation5XXErrors"] == ["0"]
 
-    assert dm.main(["status", "--endpoint-name", "nope"]) == 1
+    assert main(["status", "--endpoint-name", "nope"]) == 1
     assert "endpoint nope not found" in capsys.readouterr().err
 
 
@@ -497,10 +655,10 @@ def test_logs_prints_recent_lines_and_explains_a_missing_group(
             {"timestamp": now_ms - 60_000, "message": "Model server started"},
         ],
     )
-    assert dm.main(["logs", "--endpoint-name", "ecg-test", "--since", "10m"]) == 0
+    assert main(["logs", "--endpoint-name", "ecg-test", "--since", "10m"]) == 0
     out = capsys.readouterr().out
     assert "Model server started" in out and "two hours ago" not in out
-    assert dm.main(["logs", "--endpoint-name", "other"]) == 1
+    assert main(["logs", "--endpoint-name", "other"]) == 1
     assert "no log group /aws/sagemaker/Endpoints/other" in capsys.readouterr().err
 
 
@@ -530,8 +688,8 @@ def test_logs_follow_prints_each_line_once_until_interrupted(
         else:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(dm.time, "sleep", sleep)
-    assert dm.main(["logs", "--endpoint-name", "ecg-test", "--follow", "--poll", "0"]) == 0
+    monkeypatch.setattr(time, "sleep", sleep)
+    assert main(["logs", "--endpoint-name", "ecg-test", "--follow", "--poll", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" ", 2)[2] for line in lines] == ["first", "second"]
 
@@ -541,10 +699,10 @@ def test_delete_removes_what_the_tool_created_and_nothing_else(
 ) -> None:
     aws, role = moto_aws
     sm = aws.client("sagemaker")
-    dm.apply_plan(aws, plan_for(aws, role, archive), poll=0, out=io.StringIO())
+    apply_plan(aws, plan_for(aws, role, archive), poll=0, out=io.StringIO())
     older = plan_for(aws, role, archive, memory=2048)  # a config left by an earlier deploy
     older.endpoint_action = "none"
-    dm.apply_plan(aws, older, poll=0, out=io.StringIO())
+    apply_plan(aws, older, poll=0, out=io.StringIO())
     sm.create_model(
         ModelName="someone-elses",
         PrimaryContainer={"Image": IMAGE},
@@ -552,16 +710,16 @@ def test_delete_removes_what_the_tool_created_and_nothing_else(
     )
     assert len(sm.list_endpoint_configs()["EndpointConfigs"]) == 2
 
-    assert dm.main(["delete", "--endpoint-name", "ecg-test"]) == 1  # stdin is no tty
+    assert main(["delete", "--endpoint-name", "ecg-test"]) == 1  # stdin is no tty
     assert "pass --yes" in capsys.readouterr().err
-    assert dm.main(["delete", "--endpoint-name", "ecg-test", "--yes", "--artifacts"]) == 0
+    assert main(["delete", "--endpoint-name", "ecg-test", "--yes", "--artifacts"]) == 0
     out = capsys.readouterr().out
     assert "deleted endpoint ecg-test" in out
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["someone-elses"]
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
     assert sm.list_endpoints()["Endpoints"] == []
     assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=BUCKET)
-    assert dm.main(["delete", "--endpoint-name", "ecg-test", "--yes"]) == 0
+    assert main(["delete", "--endpoint-name", "ecg-test", "--yes"]) == 0
     assert "nothing to delete" in capsys.readouterr().out
 
 
@@ -582,7 +740,7 @@ def test_delete_refuses_an_endpoint_it_did_not_create(
         ],
     )
     sm.create_endpoint(EndpointName="manual", EndpointConfigName="c")
-    assert dm.main(["delete", "--endpoint-name", "manual", "--yes"]) == 1
+    assert main(["delete", "--endpoint-name", "manual", "--yes"]) == 1
     assert "not created by deploy_model.py" in capsys.readouterr().err
     assert sm.describe_endpoint(EndpointName="manual")["EndpointStatus"] == "InService"
 
@@ -612,17 +770,17 @@ def local_endpoint(
     model_dir = root / "model"
     with tarfile.open(archive, "r:gz") as tar:
         tar.extractall(model_dir, filter="data")
-    port = stack.free_port()
+    port = processes.free_port()
     args = ["-m", "ecg_scorer.local.endpoint", "--model-dir", str(model_dir)]
-    args += ["--endpoint-name", ENDPOINT, "--host", stack.HOST, "--port", str(port)]
-    env = stack.child_env({"PYTHONPATH": str(model_dir / "code")})
+    args += ["--endpoint-name", ENDPOINT, "--host", HOST, "--port", str(port)]
+    env = aws.child_env({"PYTHONPATH": str(model_dir / "code")})
     log, ready = root / "endpoint.log", root / "endpoint.ready"
-    proc = stack.spawn(args, env, log, ready)
+    proc = processes.spawn(args, env, log, ready)
     try:
-        stack.wait_ready(proc, ready, log, timeout=120)
-        yield LocalEndpoint(f"http://{stack.HOST}:{port}", log)
+        processes.wait_ready(proc, ready, log, timeout=120)
+        yield LocalEndpoint(f"http://{HOST}:{port}", log)
     finally:
-        stack.stop_process(proc)
+        processes.stop_process(proc)
 
 
 def _ecg(n: int | None, seed: int = 0) -> np.ndarray:
@@ -656,7 +814,7 @@ def test_invoke_seed_json_prints_probability_and_label(
     ecg = tmp_path / "seed.json"
     ecg.write_text(json.dumps({"signals": _ecg(None).tolist()}))
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)],
+        ["invoke", str(ecg), "--endpoint-name", ENDPOINT, "--model-config", str(archive)],
         AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 0, proc.stderr
@@ -682,7 +840,7 @@ def test_invoke_npy_windows_by_runtime_url_in_batches(
         [
             "invoke",
             str(ecg),
-            "--endpoint",
+            "--endpoint-name",
             runtime_url,
             "--batch",
             "2",
@@ -711,7 +869,7 @@ def test_invoke_splits_a_long_file_into_requests_under_4_mb(
         np.save(ecg, windows)
     before = len(local_endpoint.requests())
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--json", "--model-config", str(archive)],
+        ["invoke", str(ecg), "--endpoint-name", ENDPOINT, "--json", "--model-config", str(archive)],
         AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 0, proc.stderr
@@ -731,7 +889,7 @@ def test_invoke_reports_a_rejected_request(
     bad[0, 5, 1] = np.nan
     np.save(ecg, bad)
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)],
+        ["invoke", str(ecg), "--endpoint-name", ENDPOINT, "--model-config", str(archive)],
         AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 1
@@ -743,19 +901,18 @@ def test_invoke_reports_a_rejected_request(
 def test_invoke_prepares_other_recordings_with_the_pipeline_readers(
     local_endpoint: LocalEndpoint, archive: Path, tmp_path: Path
 ) -> None:
-    rng = np.random.default_rng(1)
-    signal = rng.normal(0.0, 0.3, (500 * 25, 3))  # 25 s at 500 Hz: resampled, 2.5 windows
+    signal = ecg_like(25.0, 500.0)  # 25 s at 500 Hz: resampled, 2.5 windows
     ecg = tmp_path / "holter.csv"
     rows = "\n".join(",".join(f"{v:.4f}" for v in row) for row in signal)
     ecg.write_text("# sampling_rate_hz: 500\nI_mV,II_mV,V2_mV\n" + rows + "\n")
     # The leads, rate and window come from the archive's own config.json.
-    contract = dm.Contract.from_config(dm.read_model_config(archive))
-    assert contract == dm.Contract(("I", "II", "V2"), 200.0, 2000)
-    windows, how = dm.load_windows(ecg, contract)
+    contract = Contract.from_config(read_model_config(archive))
+    assert contract == Contract(("I", "II", "V2"), 200.0, 2000)
+    windows, how = load_windows(ecg, contract)
     assert how == "pipeline" and windows.shape == (3, 2000, 3)
 
     proc = _cli(
-        ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)],
+        ["invoke", str(ecg), "--endpoint-name", ENDPOINT, "--model-config", str(archive)],
         AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=local_endpoint.url,
     )
     assert proc.returncode == 0, proc.stderr
@@ -765,12 +922,12 @@ def test_invoke_prepares_other_recordings_with_the_pipeline_readers(
     short = tmp_path / "short.csv"
     short.write_text("# sampling_rate_hz: 500\nI,II,V2\n" + rows.split("\n", 1)[0] + "\n")
     with pytest.raises(ToolError, match=r"short.csv: cannot be scored: .*needs at least 10 s"):
-        dm.load_windows(short, contract)
+        load_windows(short, contract)
 
 
 def test_invoke_reads_a_real_recording(shared_ecg: Path) -> None:
     # PTB s0010_re: leads i, ii, v2 at 1000 Hz, 38.4 s -> 3 windows and a padded 4th.
-    windows, how = dm.load_windows(
+    windows, how = load_windows(
         shared_ecg / "csv" / "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv", CONTRACT
     )
     assert how == "pipeline" and windows.shape == (4, 2000, 3)
@@ -778,7 +935,7 @@ def test_invoke_reads_a_real_recording(shared_ecg: Path) -> None:
 
 
 def test_every_command_and_flag_has_help() -> None:
-    parser = dm.build_parser()
+    parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(subparsers.choices) == {
         "package", "check", "preflight", "deploy", "invoke", "status", "logs", "delete"
@@ -787,8 +944,32 @@ def test_every_command_and_flag_has_help() -> None:
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
         with pytest.raises(SystemExit) as exit_info:
-            dm.main([name, "--help"])
+            main([name, "--help"])
         assert exit_info.value.code == 0
+
+
+def test_invoke_takes_endpoint_name_like_every_command_and_still_the_old_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["invoke", "f.npy", "--endpoint-name", "a"]).endpoint_name == "a"
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["invoke", "f.npy", "--endpoint", "b"]).endpoint_name == "b"
+    assert "warning: --endpoint is deprecated; use --endpoint-name" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["invoke", "--help"])
+    assert not re.search(r"--endpoint\b(?!-)", capsys.readouterr().out)  # hidden from help
+
+
+def test_a_bad_since_is_reported_with_the_usage_of_logs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["logs", "--since", "yesterday"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: deploy_model.py logs ")
+    assert "error: argument --since: 'yesterday': use a duration like 10m, 2h, 1d" in err
 
 
 def test_invoke_against_moto_reports_its_canned_answer(
@@ -797,23 +978,23 @@ def test_invoke_against_moto_reports_its_canned_answer(
     # moto's InvokeEndpoint answers a fixed non-JSON body: the CLI must say so, not crash.
     ecg = tmp_path / "seed.json"
     ecg.write_text(json.dumps({"signals": _ecg(None).tolist()}))
-    argv = ["invoke", str(ecg), "--endpoint", "ecg-test", "--model-config", str(archive)]
-    assert dm.main(argv) == 1
-    assert "answered something that is not JSON" in capsys.readouterr().err
+    argv = ["invoke", str(ecg), "--endpoint-name", "ecg-test", "--model-config", str(archive)]
+    assert main(argv) == 1
+    assert "something that is not JSON" in capsys.readouterr().err
 
 
 def test_parse_endpoint_accepts_names_and_runtime_urls() -> None:
-    assert dm.parse_endpoint("ecg") == ("ecg", None, None)
-    assert dm.parse_endpoint(
+    assert parse_endpoint("ecg") == ("ecg", None, None)
+    assert parse_endpoint(
         "https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/ecg/invocations"
     ) == ("ecg", "eu-west-1", None)
-    assert dm.parse_endpoint("http://127.0.0.1:8080/endpoints/ecg/invocations") == (
+    assert parse_endpoint("http://127.0.0.1:8080/endpoints/ecg/invocations") == (
         "ecg",
         None,
         "http://127.0.0.1:8080",
     )
     with pytest.raises(ToolError, match="not a runtime URL"):
-        dm.parse_endpoint("https://example.com/ecg")
+        parse_endpoint("https://example.com/ecg")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -846,7 +1027,7 @@ def test_cli_end_to_end_against_moto_server(
         env = {
             "AWS_ENDPOINT_URL": moto_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": local_endpoint.url,
-            dm.ROLE_ENV: role,
+            ROLE_ENV: role,
         }
         deploy = ["deploy", "--archive", str(archive), "--endpoint-name", ENDPOINT]
         deploy += ["--image-uri", IMAGE, "--poll", "0"]
@@ -871,7 +1052,7 @@ def test_cli_end_to_end_against_moto_server(
         ecg = tmp_path / "seed.json"
         ecg.write_text(json.dumps({"signals": _ecg(2).tolist()}))
         invoked = _cli(
-            ["invoke", str(ecg), "--endpoint", ENDPOINT, "--model-config", str(archive)], **env
+            ["invoke", str(ecg), "--endpoint-name", ENDPOINT, "--model-config", str(archive)], **env
         )
         assert invoked.returncode == 0, invoked.stderr
         assert [line.split()[:2] for line in invoked.stdout.splitlines()[1:3]] == [

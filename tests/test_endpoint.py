@@ -12,8 +12,9 @@ import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from scorer.budget import ENDPOINT_ATTEMPT_S, SAFETY_MARGIN_S, Budget
 from scorer.endpoint import MAX_CRASHES, ModelCrashed, score_files, windows_per_call
-from scorer.errors import ENDPOINT_ATTEMPT_S, SAFETY_MARGIN_S, Budget, SystemFault, TransientError
+from scorer.errors import SystemFault, TransientError
 from scorer_helpers import MODEL_VERSION, FakeContext, FakeRuntime, client_error, settings
 
 SETTINGS = settings()
@@ -46,7 +47,7 @@ def test_all_files_go_in_one_call_when_they_fit() -> None:
 
 
 def test_windows_are_split_by_the_payload_limit_and_a_file_may_span_calls() -> None:
-    per_call = windows_per_call(SETTINGS)
+    per_call = windows_per_call(SETTINGS.max_payload_bytes, SETTINGS.window_bytes)
     assert per_call == (4 * 1024 * 1024 - 64 * 1024 - 128) // 24000  # 172 windows of 24 kB
     levels = [round((i % 90) / 100, 2) for i in range(400)]
     files = {"long": _windows(levels[:300]), "short": _windows(levels[300:])}

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 from bad_files import bad_files
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
+from scorer import schema
 from scorer.config import load_settings
 from scorer.errors import ConfigError
 from scorer_helpers import (
@@ -28,86 +26,23 @@ from scorer_helpers import (
     FakeContext,
     FakeRuntime,
     FlakyDynamo,
+    InProcessEndpoint,
     all_items,
     client_error,
     create_table,
+    csv_bytes,
     ecg_like,
     item_for,
+    json_bytes,
     load_event,
-    s3_record,
+    npy_bytes,
+    npz_bytes,
+    run_batch,
     sqs_event,
+    upload,
 )
 
 TWELVE = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-
-
-@pytest.fixture
-def aws(monkeypatch):  # type: ignore[no-untyped-def]
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        create_table(dynamodb)
-        yield SimpleNamespace(s3=s3, dynamodb=dynamodb)
-
-
-@pytest.fixture
-def app(aws):  # type: ignore[no-untyped-def]
-    """The handler module, imported inside the mock (its clients are module-level)."""
-    import scorer.app
-
-    module = importlib.reload(scorer.app)
-    module.metrics.clear_metrics()  # process_batch alone adds metrics that nothing flushes
-    yield module
-    module.metrics.clear_metrics()
-
-
-def upload(
-    aws: Any, key: str, data: bytes, bucket: str = BUCKET, **metadata: str
-) -> dict[str, Any]:
-    """Put the object; return the S3 event record that S3 would send for it."""
-    put = aws.s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)
-    return s3_record(
-        key, size=len(data), bucket=bucket, version_id=put["VersionId"], etag=put["ETag"].strip('"')
-    )
-
-
-def run(
-    app: Any,
-    aws: Any,
-    event: dict,
-    runtime: Any,
-    context: FakeContext | None = None,
-    dynamodb: Any = None,
-    settings: Any = None,
-) -> dict:
-    context = context or FakeContext()
-    clients = app.Clients(aws.s3, dynamodb or aws.dynamodb, runtime)
-    return app.process_batch(event, context, clients, settings or app.SETTINGS, sleep=context.sleep)
-
-
-def _json(doc: dict) -> bytes:
-    return json.dumps(doc).encode()
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def _npz(**arrays: Any) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _csv(header: str, table: np.ndarray, comments: str = "") -> bytes:
-    rows = "\n".join(",".join(f"{v:.5f}" for v in row) for row in table)
-    return f"{comments}{header}\n{rows}\n".encode()
 
 
 def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
@@ -122,7 +57,7 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     files.append(
         (
             "incoming/site-a/dev-1/seed.json",
-            _json({"signals": ecg_like(10, 200, levels=a).tolist()}),
+            json_bytes({"signals": ecg_like(10, 200, levels=a).tolist()}),
             a,
             {},
         )
@@ -130,14 +65,19 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     b = levels(3)
     seed_batch = ecg_like(30, 200, levels=b).reshape(3, 2000, 3)
     files.append(
-        ("incoming/site-a/dev-1/seed batch.json", _json({"signals": seed_batch.tolist()}), b, {})
+        (
+            "incoming/site-a/dev-1/seed batch.json",
+            json_bytes({"signals": seed_batch.tolist()}),
+            b,
+            {},
+        )
     )
     c = levels(2)
     rich = ecg_like(20, 500, leads=("V2", "I", "II"), levels=c)
     files.append(
         (
             "incoming/site-a/dev-2/rich.json",
-            _json(
+            json_bytes(
                 {
                     "signals": rich.tolist(),
                     "sampling_rate_hz": 500,
@@ -156,7 +96,9 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     files.append(
         (
             "incoming/site-a/dev-2/timed.csv",
-            _csv("time_s,i_mV,ii_mV,v2_mV", np.column_stack([np.arange(len(timed)) / 1000, timed])),
+            csv_bytes(
+                "time_s,i_mV,ii_mV,v2_mV", np.column_stack([np.arange(len(timed)) / 1000, timed])
+            ),
             d,
             {},
         )
@@ -165,7 +107,7 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     files.append(
         (
             "incoming/site-b/dev-3/microvolts.csv",
-            _csv(
+            csv_bytes(
                 "I (uV),II (uV),V2 (uV)",
                 ecg_like(20, 250, levels=e) * 1000,
                 "# sampling_rate_hz: 250\n# record_id: R-5\n",
@@ -178,7 +120,7 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     files.append(
         (
             "incoming/site-b/dev-3/headerless.csv",
-            _csv(
+            csv_bytes(
                 "", ecg_like(10, 200, levels=f), "# sampling_rate_hz: 200\n# leads: I, II, V2\n"
             ).replace(b"\n\n", b"\n", 1),
             f,
@@ -188,21 +130,21 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     g = levels(2)
     # The endpoint's own batch format [N, 2000, 3]: taken at 200 Hz without a rate.
     plain = ecg_like(20, 200, levels=g).reshape(2, 2000, 3)
-    files.append(("incoming/site-b/dev-4/plain.npy", _npy(plain), g, {}))
+    files.append(("incoming/site-b/dev-4/plain.npy", npy_bytes(plain), g, {}))
     h = levels(2)
     files.append(
         (
-            "incoming/site-b/dev-4/meta.npy",
-            _npy(ecg_like(20, 360, leads=("II", "V2", "I"), levels=h).astype(np.float32)),
+            "incoming/meta.npy",
+            npy_bytes(ecg_like(20, 360, leads=("II", "V2", "I"), levels=h).astype(np.float32)),
             h,
-            {"sampling-rate-hz": "360", "leads": "II,V2,I", "site": "site-z"},
+            {"sampling-rate-hz": "360", "leads": "II,V2,I", "site": "site-z", "device": "dev-4"},
         )
     )
     i = levels(3)
     files.append(
         (
             "incoming/site-c/dev-5/twelve.npz",
-            _npz(
+            npz_bytes(
                 signals=ecg_like(30, 500, leads=TWELVE, levels=i),
                 fs=np.array(500),
                 leads=np.array(TWELVE),
@@ -214,8 +156,8 @@ def _ten_files() -> list[tuple[str, bytes, list[float], dict[str, str]]]:
     j = levels(3)
     files.append(
         (
-            "incoming/site-c/dev-5/padded.npz",
-            _npz(signals=ecg_like(25, 200, levels=j), sampling_rate_hz=np.array(200.0)),
+            "incoming/site-c/dev-5/tail.npz",
+            npz_bytes(signals=ecg_like(25, 200, levels=j), sampling_rate_hz=np.array(200.0)),
             j,
             {},
         )
@@ -227,7 +169,7 @@ def test_ten_files_in_all_formats_are_scored_with_one_endpoint_call(app, aws) ->
     files = _ten_files()
     event = sqs_event([[upload(aws, key, data, **meta)] for key, data, _, meta in files])
     runtime = FakeRuntime()
-    response = run(app, aws, event, runtime)
+    response = run_batch(app, aws, event, runtime)
 
     assert response == {"batchItemFailures": []}
     assert len(runtime.calls) == 1 and len(runtime.calls[0]) == 21
@@ -235,7 +177,8 @@ def test_ten_files_in_all_formats_are_scored_with_one_endpoint_call(app, aws) ->
         item = item_for(aws.dynamodb, key)
         assert item is not None and item["status"] == "SCORED", (key, item)
         probabilities = [float(p) for p in item["window_probabilities"]]
-        full = len(levels) - (1 if item["last_window_padded"] else 0)
+        # A last window overlapping the one before mixes two levels: only the others compare.
+        full = sum(float(t) % 10 == 0 for t in item["window_start_s"])
         assert probabilities[:full] == pytest.approx(levels[:full], abs=0.02), key
         assert float(item["probability"]) == max(probabilities)
         assert item["model_version"] == MODEL_VERSION and item["endpoint"] == ENV["ENDPOINT_NAME"]
@@ -244,11 +187,11 @@ def test_ten_files_in_all_formats_are_scored_with_one_endpoint_call(app, aws) ->
         rich["recorded_at"] == "2026-11-26T21:15:00.000Z" and rich["recorded_at_source"] == "file"
     )  # type: ignore[index]
     assert rich["patient_ref"] == "PATIENT-SECRET-42" and rich["leads_found"] == ["V2", "I", "II"]  # type: ignore[index]
-    meta = item_for(aws.dynamodb, "incoming/site-b/dev-4/meta.npy")
+    meta = item_for(aws.dynamodb, "incoming/meta.npy")
     assert meta["site"] == "site-z" and meta["device_key"] == "site-z/dev-4"  # type: ignore[index]
     assert meta["sampling_rate_hz"] == 360  # type: ignore[index]
-    padded = item_for(aws.dynamodb, "incoming/site-c/dev-5/padded.npz")
-    assert padded["windows"] == 3 and padded["last_window_padded"] is True  # type: ignore[index]
+    tail = item_for(aws.dynamodb, "incoming/site-c/dev-5/tail.npz")
+    assert tail["windows"] == 3 and tail["window_start_s"] == [0, 10, 15]  # type: ignore[index]
     seed = item_for(aws.dynamodb, "incoming/site-a/dev-1/seed.json")
     assert seed["sampling_rate_assumed"] is True and seed["recorded_at_source"] == "upload"  # type: ignore[index]
 
@@ -301,7 +244,7 @@ def log(app):  # type: ignore[no-untyped-def]
 
 def test_lambda_handler_decodes_the_key_of_the_sample_event(app, aws, log, capsys) -> None:  # type: ignore[no-untyped-def]
     key = "incoming/site-a/holter-01/morning run (1).csv"
-    data = _csv(
+    data = csv_bytes(
         "time_s,I,II,V2",
         np.column_stack([np.arange(2000) / 200, ecg_like(10, 200)]),
         "# patient_ref: PATIENT-SECRET-42\n",
@@ -325,35 +268,38 @@ def test_lambda_handler_decodes_the_key_of_the_sample_event(app, aws, log, capsy
     item = item_for(aws.dynamodb, key, bucket=bucket)
     assert item is not None and float(item["probability"]) == pytest.approx(0.12)
     logs = log.getvalue()
-    assert "morning run (1).csv" in logs  # correlation by file
+    # Correlation by the file's hash: the key itself (names can carry patient data) never.
+    assert schema.file_hash(bucket, key) in logs and "morning run" not in logs
     assert "PATIENT-SECRET-42" not in logs  # never a patient reference
     assert '"FilesScored"' in capsys.readouterr().out  # metrics were flushed (EMF on stdout)
 
 
 def test_sample_put_event_with_two_records_in_one_message(app, aws) -> None:  # type: ignore[no-untyped-def]
     data = {
-        "incoming/site-a/holter-01/rec-0001.csv": _csv(
+        "incoming/site-a/holter-01/rec-0001.csv": csv_bytes(
             "time_s,I,II,V2", np.column_stack([np.arange(2000) / 200, ecg_like(10, 200)])
         ),
-        "incoming/site-a/holter-02/rec-0002.json": _json({"signals": ecg_like(10, 200).tolist()}),
-        "incoming/site-b/patch-07/rec-0003.npy": _npy(ecg_like(10, 200)),
+        "incoming/site-a/holter-02/rec-0002.json": json_bytes(
+            {"signals": ecg_like(10, 200).tolist()}
+        ),
+        "incoming/site-b/patch-07/rec-0003.npy": npy_bytes(ecg_like(10, 200)),
     }
     event = _retarget(load_event("sqs_s3_put.json"), aws, data)
     runtime = FakeRuntime()
-    assert run(app, aws, event, runtime) == {"batchItemFailures": []}
+    assert run_batch(app, aws, event, runtime) == {"batchItemFailures": []}
     assert len(runtime.calls) == 1 and len(all_items(aws.dynamodb)) == 3
 
 
 def test_test_events_and_other_keys_are_ignored(app, aws) -> None:  # type: ignore[no-untyped-def]
     event = load_event("sqs_s3_test_event.json")
     outside = upload(
-        aws, "results/site-a/dev-1/x.json", _json({"signals": ecg_like(10, 200).tolist()})
+        aws, "results/site-a/dev-1/x.json", json_bytes({"signals": ecg_like(10, 200).tolist()})
     )
     removed = copy.deepcopy(outside)
     removed["eventName"] = "ObjectRemoved:Delete"
     event["Records"] += sqs_event([[outside], [removed]])["Records"]
     runtime = FakeRuntime()
-    assert run(app, aws, event, runtime) == {"batchItemFailures": []}
+    assert run_batch(app, aws, event, runtime) == {"batchItemFailures": []}
     assert runtime.calls == [] and all_items(aws.dynamodb) == []
 
 
@@ -362,9 +308,9 @@ def test_bad_files_are_rejected_and_the_batch_succeeds(app, aws) -> None:  # typ
     assert len(corpus) >= 25
     good_key = "incoming/site-a/dev-1/good.json"
     records = [[upload(aws, f"incoming/site-a/dev-1/{bad.name}", bad.data)] for bad in corpus]
-    records.append([upload(aws, good_key, _json({"signals": ecg_like(10, 200).tolist()}))])
+    records.append([upload(aws, good_key, json_bytes({"signals": ecg_like(10, 200).tolist()}))])
     runtime = FakeRuntime()
-    assert run(app, aws, sqs_event(records), runtime) == {"batchItemFailures": []}
+    assert run_batch(app, aws, sqs_event(records), runtime) == {"batchItemFailures": []}
     for bad in corpus:
         item = item_for(aws.dynamodb, f"incoming/site-a/dev-1/{bad.name}")
         assert item is not None, bad.name
@@ -387,21 +333,22 @@ def test_real_recordings(app, aws, shared_ecg) -> None:  # type: ignore[no-untyp
         for n in names
     ]
     runtime = FakeRuntime()
-    assert run(app, aws, sqs_event(records), runtime) == {"batchItemFailures": []}
+    assert run_batch(app, aws, sqs_event(records), runtime) == {"batchItemFailures": []}
     assert len(runtime.calls) == 1
     ptb = item_for(aws.dynamodb, "incoming/ptb/lab-1/ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv")
     assert ptb is not None and ptb["status"] == "SCORED"
     # 38.4 s -> 7680 samples at 200 Hz: 3 full windows + a 1680-sample tail, which contract 2
-    # pads into a 4th window because it is longer than half a window.
-    assert ptb["windows"] == 4 and ptb["last_window_padded"] is True
+    # covers with a 4th window on the recording's last 10 s.
+    assert ptb["windows"] == 4 and ptb["window_start_s"] == [0, 10, 20, Decimal("28.4")]
     assert ptb["sampling_rate_hz"] == 1000 and ptb["leads_found"] == ["i", "ii", "v2"]
     for name, found in [
-        ("mimicdb_041s_III_I_V_16s_500hz.csv", "III, I, V"),
-        ("ptbdb_s0010_re_vxvyvz_10s_1000hz.csv", "vx, vy, vz"),
+        ("mimicdb_041s_III_I_V_16s_500hz.csv", "V2: found standard leads I, III and 1 other"),
+        ("ptbdb_s0010_re_vxvyvz_10s_1000hz.csv", "I, II, V2: found 3 other channels"),
     ]:
         item = item_for(aws.dynamodb, f"incoming/ptb/lab-1/{name}")
         assert item is not None and item["status"] == "REJECTED"
-        assert f"leads found: {found}; leads needed: I, II, V2" in item["reason"]
+        assert f"{found}" in item["reason"] and "the model needs I, II, V2" in item["reason"]
+        assert "vx" not in item["reason"]  # channel names are never quoted
 
 
 def _one_file_batch(aws: Any, n: int = 2) -> dict:
@@ -411,7 +358,7 @@ def _one_file_batch(aws: Any, n: int = 2) -> dict:
                 upload(
                     aws,
                     f"incoming/site-a/dev-1/f{i}.json",
-                    _json({"signals": ecg_like(10, 200, levels=[0.1 * (i + 1)]).tolist()}),
+                    json_bytes({"signals": ecg_like(10, 200, levels=[0.1 * (i + 1)]).tolist()}),
                 )
             ]
             for i in range(n)
@@ -427,7 +374,7 @@ def test_endpoint_throttling_is_retried(app, aws) -> None:  # type: ignore[no-un
         ]
     )
     context = FakeContext()
-    assert run(app, aws, _one_file_batch(aws), runtime, context) == {"batchItemFailures": []}
+    assert run_batch(app, aws, _one_file_batch(aws), runtime, context) == {"batchItemFailures": []}
     assert len(runtime.calls) == 3 and len(context.slept) == 2
     assert len(all_items(aws.dynamodb)) == 2
 
@@ -441,7 +388,7 @@ def test_messages_go_back_when_the_time_budget_runs_out(app, aws) -> None:  # ty
     event["Records"][-1]["messageId"] = "msg-bad"
     runtime = FakeRuntime(faults=[client_error("ThrottlingException", 400)] * 10_000)
     context = FakeContext(remaining_ms=150_000)
-    response = run(app, aws, event, runtime, context)
+    response = run_batch(app, aws, event, runtime, context)
     # The two good files go back to the queue; the bad file's REJECTED item is stored.
     assert response == {
         "batchItemFailures": [{"itemIdentifier": "msg-000"}, {"itemIdentifier": "msg-001"}]
@@ -460,7 +407,7 @@ def test_messages_go_back_when_the_time_budget_runs_out(app, aws) -> None:  # ty
     ids=["endpoint-missing", "access-denied", "wrong-model-version"],
 )
 def test_system_faults_send_every_message_back(app, aws, runtime) -> None:  # type: ignore[no-untyped-def]
-    response = run(app, aws, _one_file_batch(aws), runtime)
+    response = run_batch(app, aws, _one_file_batch(aws), runtime)
     assert len(response["batchItemFailures"]) == 2
     assert len(runtime.calls) == 1 and all_items(aws.dynamodb) == []
 
@@ -470,7 +417,7 @@ def test_a_model_refusal_sends_the_messages_back_and_rejects_no_file(app, aws, c
     # no file is at fault, so none may be REJECTED; they wait for the fix in the queue / DLQ.
     runtime = FakeRuntime()
     runtime.refuse = {0.2}
-    response = run(app, aws, _one_file_batch(aws, 3), runtime)
+    response = run_batch(app, aws, _one_file_batch(aws, 3), runtime)
     assert len(response["batchItemFailures"]) == 3
     assert all_items(aws.dynamodb) == [] and len(runtime.calls) == 1
     app.metrics.flush_metrics()
@@ -480,7 +427,7 @@ def test_a_model_refusal_sends_the_messages_back_and_rejects_no_file(app, aws, c
 def test_a_file_that_crashes_the_model_does_not_take_its_neighbours(app, aws) -> None:  # type: ignore[no-untyped-def]
     runtime = FakeRuntime()
     runtime.crash = {0.2}
-    response = run(app, aws, _one_file_batch(aws, 3), runtime)
+    response = run_batch(app, aws, _one_file_batch(aws, 3), runtime)
     # f1 (level 0.2) goes back to the queue alone; f0 and f2 are scored.
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-001"}]}
     statuses = {i["key"]: i["status"] for i in all_items(aws.dynamodb)}
@@ -512,7 +459,7 @@ class HangingRuntime:
 def test_a_hanging_endpoint_never_outlasts_the_function_timeout(app, aws, timeout_s) -> None:  # type: ignore[no-untyped-def]
     context = FakeContext(remaining_ms=timeout_s * 1000)
     runtime = HangingRuntime(app, context)
-    response = run(app, aws, _one_file_batch(aws, 2), runtime, context)
+    response = run_batch(app, aws, _one_file_batch(aws, 2), runtime, context)
     # Lambda was not killed mid-batch: the answer came back in time, every file is reported
     # for a retry (transient), nothing lost and nothing stored half-way.
     assert context.remaining_ms >= 2_000
@@ -539,14 +486,14 @@ def test_no_file_is_read_without_time_for_the_read(app, aws) -> None:  # type: i
 
 def test_table_throttling_is_retried_then_reported(app, aws) -> None:  # type: ignore[no-untyped-def]
     event = _one_file_batch(aws)
-    assert run(app, aws, event, FakeRuntime(), dynamodb=FlakyDynamo(aws.dynamodb, failures=3)) == {
-        "batchItemFailures": []
-    }
+    assert run_batch(
+        app, aws, event, FakeRuntime(), dynamodb=FlakyDynamo(aws.dynamodb, failures=3)
+    ) == {"batchItemFailures": []}
     assert len(all_items(aws.dynamodb)) == 2
     aws.dynamodb.delete_table(TableName=ENV["PREDICTIONS_TABLE"])
     create_table(aws.dynamodb)
     context = FakeContext(remaining_ms=100_000)
-    response = run(
+    response = run_batch(
         app, aws, event, FakeRuntime(), context, dynamodb=FlakyDynamo(aws.dynamodb, failures=10_000)
     )
     assert len(response["batchItemFailures"]) == 2 and all_items(aws.dynamodb) == []
@@ -554,19 +501,19 @@ def test_table_throttling_is_retried_then_reported(app, aws) -> None:  # type: i
 
 def test_redelivery_writes_nothing_twice(app, aws) -> None:  # type: ignore[no-untyped-def]
     event = _one_file_batch(aws, 1)
-    run(app, aws, event, FakeRuntime())
+    run_batch(app, aws, event, FakeRuntime())
     first = all_items(aws.dynamodb)
-    assert run(app, aws, event, FakeRuntime()) == {"batchItemFailures": []}
+    assert run_batch(app, aws, event, FakeRuntime()) == {"batchItemFailures": []}
     assert all_items(aws.dynamodb) == first  # same single item, scored_at unchanged
 
 
 def test_an_older_upload_event_arriving_late_does_not_overwrite(app, aws) -> None:  # type: ignore[no-untyped-def]
     key = "incoming/site-a/dev-1/same.json"
-    old = upload(aws, key, _json({"signals": ecg_like(10, 200, levels=[0.2]).tolist()}))
-    new = upload(aws, key, _json({"signals": ecg_like(10, 200, levels=[0.8]).tolist()}))
+    old = upload(aws, key, json_bytes({"signals": ecg_like(10, 200, levels=[0.2]).tolist()}))
+    new = upload(aws, key, json_bytes({"signals": ecg_like(10, 200, levels=[0.8]).tolist()}))
     assert new["s3"]["object"]["sequencer"] > old["s3"]["object"]["sequencer"]
-    run(app, aws, sqs_event([[new]]), FakeRuntime())
-    run(app, aws, sqs_event([[old]]), FakeRuntime())
+    run_batch(app, aws, sqs_event([[new]]), FakeRuntime())
+    run_batch(app, aws, sqs_event([[old]]), FakeRuntime())
     items = all_items(aws.dynamodb)
     assert len(items) == 1
     assert items[0]["version_id"] == new["s3"]["object"]["versionId"]
@@ -578,7 +525,7 @@ def test_a_message_that_is_no_s3_event_goes_back(app, aws) -> None:  # type: ign
     junk = copy.deepcopy(event["Records"][0])
     junk["messageId"], junk["body"] = "junk", "not json"
     event["Records"].append(junk)
-    assert run(app, aws, event, FakeRuntime()) == {
+    assert run_batch(app, aws, event, FakeRuntime()) == {
         "batchItemFailures": [{"itemIdentifier": "junk"}]
     }
     assert len(all_items(aws.dynamodb)) == 1
@@ -593,10 +540,13 @@ def test_a_missing_setting_is_named() -> None:
 
 
 def test_the_same_event_twice_in_one_batch_gives_one_item(app, aws) -> None:  # type: ignore[no-untyped-def]
-    record = upload(aws, "incoming/site-a/dev-1/twice.npy", _npy(ecg_like(10, 200)))
+    record = upload(aws, "incoming/site-a/dev-1/twice.npy", npy_bytes(ecg_like(10, 200)))
     runtime = FakeRuntime()
-    assert run(app, aws, sqs_event([[record], [record]]), runtime) == {"batchItemFailures": []}
-    assert len(runtime.calls) == 1 and len(runtime.calls[0]) == 2
+    assert run_batch(app, aws, sqs_event([[record], [record]]), runtime) == {
+        "batchItemFailures": []
+    }
+    # Scored once: the second event of the same upload waits for nothing and costs nothing.
+    assert len(runtime.calls) == 1 and len(runtime.calls[0]) == 1
     assert len(all_items(aws.dynamodb)) == 1
 
 
@@ -608,29 +558,10 @@ def test_a_malformed_record_fails_only_its_message(app, aws) -> None:  # type: i
         {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]}
     )
     event["Records"].append(broken)
-    assert run(app, aws, event, FakeRuntime()) == {
+    assert run_batch(app, aws, event, FakeRuntime()) == {
         "batchItemFailures": [{"itemIdentifier": "broken"}]
     }
     assert len(all_items(aws.dynamodb)) == 1
-
-
-class InProcessEndpoint:
-    """The real model_code/inference.py and the trained demo model behind the runtime API:
-    what the serverless container would run, minus the HTTP server."""
-
-    def __init__(self, inference: Any, model_dir: str):
-        self.inference = inference
-        self.model = inference.model_fn(model_dir)
-        self.calls = 0
-
-    def invoke_endpoint(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls += 1
-        batch = self.inference.input_fn(kwargs["Body"], kwargs["ContentType"])
-        answer = self.inference.output_fn(
-            self.inference.predict_fn(batch, self.model), kwargs["Accept"]
-        )
-        raw = answer.encode()
-        return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}
 
 
 def test_the_real_model_handler_scores_what_the_lambda_sends(
@@ -649,11 +580,11 @@ def test_the_real_model_handler_scores_what_the_lambda_sends(
             upload(
                 aws,
                 "incoming/site-a/dev-1/seed.json",
-                _json({"signals": ecg_like(20, 200).reshape(2, 2000, 3).tolist()}),
+                json_bytes({"signals": ecg_like(20, 200).reshape(2, 2000, 3).tolist()}),
             )
         ],
     ]
-    assert run(app, aws, sqs_event(records), endpoint) == {"batchItemFailures": []}
+    assert run_batch(app, aws, sqs_event(records), endpoint) == {"batchItemFailures": []}
     assert endpoint.calls == 1
     items = all_items(aws.dynamodb)
     assert sorted(i["windows"] for i in items) == [2, 4]
@@ -669,7 +600,7 @@ def test_results_scored_before_an_endpoint_outage_are_still_stored(app, aws) -> 
     runtime = FakeRuntime(faults=[None] + [client_error("ThrottlingException", 400)] * 10_000)
     context = FakeContext(remaining_ms=150_000)
     table = FlakyDynamo(aws.dynamodb, failures=3)  # and the first writes are throttled too
-    response = run(app, aws, event, runtime, context, dynamodb=table, settings=three_per_call)
+    response = run_batch(app, aws, event, runtime, context, dynamodb=table, settings=three_per_call)
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-003"}]}
     assert sorted(i["key"][-7:] for i in all_items(aws.dynamodb)) == [
         "f0.json",
@@ -677,3 +608,29 @@ def test_results_scored_before_an_endpoint_outage_are_still_stored(app, aws) -> 
         "f2.json",
     ]
     assert context.remaining_ms >= 2_000  # the writes used the reserve, not the last seconds
+
+
+def test_long_batches_are_scored_in_rounds_of_full_calls(app, aws) -> None:  # type: ignore[no-untyped-def]
+    # 2 windows per call (small payload limit), 4 calls per round: 8 windows a round.
+    settings = dataclasses.replace(app.SETTINGS, max_payload_bytes=2 * 24_000 + 256)
+    keys = [f"incoming/site-a/dev-1/r{i}.npy" for i in range(6)]
+    event = sqs_event(
+        [[upload(aws, key, npy_bytes(ecg_like(30, 200).reshape(3, 2000, 3)))] for key in keys]
+    )
+    runtime = FakeRuntime()
+    assert run_batch(app, aws, event, runtime, settings=settings) == {"batchItemFailures": []}
+    # 18 windows: a round of 9 (three files) then one of 9: every call full but a round's last.
+    assert [len(call) for call in runtime.calls] == [2, 2, 2, 2, 1] * 2
+    assert {item["status"] for item in all_items(aws.dynamodb)} == {"SCORED"}
+
+
+def test_once_the_endpoint_stops_later_rounds_make_no_call(app, aws) -> None:  # type: ignore[no-untyped-def]
+    settings = dataclasses.replace(app.SETTINGS, max_payload_bytes=2 * 24_000 + 256)
+    keys = [f"incoming/site-a/dev-1/s{i}.npy" for i in range(6)]
+    event = sqs_event(
+        [[upload(aws, key, npy_bytes(ecg_like(30, 200).reshape(3, 2000, 3)))] for key in keys]
+    )
+    runtime = FakeRuntime(faults=[client_error("ValidationError", 400)])  # endpoint missing
+    response = run_batch(app, aws, event, runtime, settings=settings)
+    assert len(response["batchItemFailures"]) == 6 and all_items(aws.dynamodb) == []
+    assert len(runtime.calls) == 1

@@ -62,7 +62,8 @@ def score(
 ) -> Any:
     """What a client gets back: the parsed JSON response."""
     inf = model_code.inference
-    out = inf.output_fn(inf.predict_fn(inf.input_fn(body, content_type), model), JSON)
+    out, out_type = inf.output_fn(inf.predict_fn(inf.input_fn(body, content_type), model), JSON)
+    assert out_type == JSON
     return json.loads(out)
 
 
@@ -356,7 +357,10 @@ def test_output_answers_json_when_accepted(
     inf = model_code.inference
     model = inf.model_fn(str(tiny_model_dir))
     prediction = inf.predict_fn(inf.input_fn(as_npy(_good(2)), NPY), model)
-    assert len(json.loads(inf.output_fn(prediction, accept))) == 2
+    body, content_type = inf.output_fn(prediction, accept)
+    # Labelled JSON whatever the Accept said (the toolkit would echo the Accept otherwise).
+    assert content_type == JSON
+    assert len(json.loads(body)) == 2
 
 
 @pytest.mark.parametrize("accept", ["text/csv", "application/x-npy", "text/html, image/png"])

@@ -1,7 +1,9 @@
-"""The local stack: files uploaded through S3 travel the real queue, poller, Lambda handler and
-local SageMaker endpoint into DynamoDB; every file is accounted for; a message that keeps
-failing lands in the DLQ after 5 receives and `ecg-scorer redrive` replays it once fixed; the
-query tool returns what was stored. Servers listen on 127.0.0.1 only; nothing reaches AWS."""
+"""The local stack end to end, as `make demo` runs it: files uploaded through S3 travel the
+queue and the poller to the SAM-built function on Python 3.12, which scores them through
+TorchServe and the SageMaker toolkit into DynamoDB; every file is accounted for; a re-upload
+is scored again; a message that keeps failing lands in the DLQ after 5 receives and
+`ecg-scorer redrive` replays it once fixed; the query tool returns what was stored. Servers
+listen on 127.0.0.1 only; nothing reaches AWS."""
 
 from __future__ import annotations
 
@@ -14,201 +16,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import boto3
 import numpy as np
 import pytest
-from aws_lambda_powertools.utilities.data_classes import SQSEvent
-from moto import mock_aws
-from scorer import config as scorer_config
-from scorer import schema
+from scorer import endpoint as scorer_endpoint
+from scorer.errors import SystemFault
+from scorer_helpers import ecg_like
 
 from ecg_scorer import cli
-from ecg_scorer.local import demo, poller, samples, stack
+from ecg_scorer.local import (
+    demo,
+    processes,
+    samples,
+    stack,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL_DIR = REPO / "build" / "model"
-CODE_DIR = REPO / "model_code"
-RESULT_TIMEOUT_S = 120.0
-
-
-# ------------------------------------------------------------------ no servers
-
-
-def test_lambda_gets_every_variable_it_requires_from_template_and_model_config() -> None:
-    template = stack.load_template()
-    resources = stack.Resources(
-        moto_url="http://127.0.0.1:1",
-        bucket="b",
-        queue_url="http://127.0.0.1:1/123456789012/q",
-        queue_arn="arn:aws:sqs:us-east-1:123456789012:q",
-        dead_letter_queue_url="http://127.0.0.1:1/123456789012/dlq",
-        dead_letter_queue_arn="arn:aws:sqs:us-east-1:123456789012:dlq",
-        table="t",
-    )
-    model_config = {
-        "model_version": "m_v9",
-        "leads": ["I", "II", "V2"],
-        "sampling_rate_hz": 200,
-        "window_samples": 2000,
-    }
-    settings = stack.lambda_settings(template, stack.LocalNames(), resources, model_config, "ep")
-
-    loaded = scorer_config.load_settings(settings.environment)
-    assert loaded.predictions_table == "t"
-    assert loaded.endpoint_name == "ep"
-    assert loaded.model_version == "m_v9"
-    assert loaded.model_leads == ("I", "II", "V2")
-    assert settings.report_batch_item_failures
-    assert settings.batch_size >= 1
-
-
-def test_local_table_has_the_template_keys_and_schema_indexes() -> None:
-    definition = stack.table_definition(stack.load_template(), "t")
-    indexes = {
-        i["IndexName"]: tuple(k["AttributeName"] for k in i["KeySchema"])
-        for i in definition["GlobalSecondaryIndexes"]
-    }
-    assert indexes == schema.INDEXES
-    assert [k["AttributeName"] for k in definition["KeySchema"]] == [schema.PK, schema.SK]
-
-
-def test_sqs_records_read_like_lambda_events() -> None:
-    message = {
-        "MessageId": "m-1",
-        "ReceiptHandle": "rh-1",
-        "Body": '{"Records": []}',
-        "MD5OfBody": "d41d8cd98f00b204e9800998ecf8427e",
-        "Attributes": {"ApproximateReceiveCount": "3", "SentTimestamp": "1700000000000"},
-        "MessageAttributes": {"trace": {"StringValue": "x", "DataType": "String"}},
-    }
-    arn = "arn:aws:sqs:us-east-1:123456789012:q"
-    event = SQSEvent({"Records": [poller.sqs_record(message, arn, "us-east-1")]})
-    record = next(iter(event.records))
-
-    assert record.message_id == "m-1"
-    assert record.receipt_handle == "rh-1"
-    assert record.attributes.approximate_receive_count == "3"
-    assert record.message_attributes["trace"].string_value == "x"
-    assert record.event_source == "aws:sqs"
-    assert record.event_source_arn == arn
-    assert record.aws_region == "us-east-1"
-    assert record.md5_of_body == message["MD5OfBody"]
-
-
-@pytest.mark.parametrize(
-    ("response", "kept"),
-    [
-        ({"batchItemFailures": []}, set()),
-        (None, set()),
-        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, {"b"}),
-        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, {"a", "b", "c"}),
-        ({"batchItemFailures": [{"itemIdentifier": ""}]}, {"a", "b", "c"}),
-        ({"batchItemFailures": "b"}, {"a", "b", "c"}),
-    ],
-)
-def test_batch_item_failures_follow_lambda_rules(response: Any, kept: set[str]) -> None:
-    assert poller.failed_ids(response, {"a", "b", "c"}) == kept
-
-
-_HANDLER_MODULE = """
-import os, time
-
-def handler(event, context):
-    for record in event["Records"]:
-        kind, _, marker = record["body"].partition(":")
-        if kind == "slow":  # say where it runs, then outlast any test's timeout
-            with open(marker, "w") as f:
-                f.write(str(os.getpid()))
-            time.sleep(600)
-    return {"batchItemFailures": []}
-"""
-
-
-@pytest.fixture
-def function_runtime(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[poller.FunctionRuntime]:
-    """The poller's execution environment running a test handler (slow on request)."""
-    (tmp_path / "poller_test_handler.py").write_text(_HANDLER_MODULE, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned child gets the same sys.path
-    runtime = poller.FunctionRuntime("poller_test_handler.handler", "fn", 128)
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
-
-
-def _in_flight(sqs: Any, url: str) -> tuple[int, int]:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return int(attrs[names[0]]), int(attrs[names[1]])
-
-
-@pytest.mark.slow
-def test_a_batch_over_the_timeout_is_stopped_and_left_whole_in_the_queue(
-    function_runtime: poller.FunctionRuntime, tmp_path: Path
-) -> None:
-    marker = tmp_path / "slow.pid"
-    with mock_aws():
-        sqs = boto3.client("sqs")
-        url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
-        for body in ("fast-1", f"slow:{marker}", "fast-2"):
-            sqs.send_message(QueueUrl=url, MessageBody=body)
-        local = poller.Poller(sqs, url, function_runtime, timeout_s=2.0, wait_seconds=0)
-
-        outcome = local.poll_once()
-        assert outcome is not None
-        assert (outcome.received, outcome.deleted, len(outcome.failed)) == (3, 0, 3)
-        assert outcome.error is not None and "timed out" in outcome.error
-        # Nothing deleted: all three wait out the visibility timeout, then come back.
-        assert _in_flight(sqs, url) == (0, 3)
-        # The handler was stopped, not left running in the background.
-        with pytest.raises(ProcessLookupError):
-            os.kill(int(marker.read_text(encoding="utf-8")), 0)
-
-        # The next batch gets a fresh environment and is handled as usual.
-        sqs.send_message(QueueUrl=url, MessageBody="fast-3")
-        again = local.poll_once()
-        assert again is not None
-        assert (again.received, again.deleted, again.failed, again.error) == (1, 1, [], None)
-        assert _in_flight(sqs, url) == (0, 3)
-
-
-def test_samples_cover_every_format_and_bad_files(tmp_path: Path) -> None:
-    written = samples.write_samples(tmp_path, shared=tmp_path / "absent")
-    suffixes = {Path(s.path).suffix for s in written if s.expect != samples.REJECTED}
-    assert suffixes == {".json", ".csv", ".npy", ".npz"}
-    assert {s.expect for s in written} >= {samples.NORMAL, samples.ANOMALOUS, samples.REJECTED}
-    for sample in written:
-        assert (tmp_path / sample.path).is_file()
-        assert len(sample.path.split("/")) == 3  # site/device/file, as below incoming/
-
-
-def test_demo_table_names_every_file_and_why_it_has_no_score() -> None:
-    rejected = demo.FileResult(
-        samples.Sample("s/d/short.json", samples.REJECTED, ""),
-        "incoming/s/d/short.json",
-        item={"status": "REJECTED", "reason": "the recording lasts 4.0 s"},
-    )
-    scored = demo.FileResult(
-        samples.Sample("s/d/af.csv", samples.ANOMALOUS, ""),
-        "incoming/s/d/af.csv",
-        item={"status": "SCORED", "probability": Decimal("0.25"), "label": "normal", "windows": 2},
-    )
-    dead = demo.FileResult(samples.Sample("s/d/x.npy", samples.NORMAL, ""), "k", in_dlq=True)
-    missing = demo.FileResult(samples.Sample("s/d/y.npy", samples.NORMAL, ""), "k2")
-    lines = demo.results_table([rejected, scored, dead, missing]).splitlines()
-
-    assert "the recording lasts 4.0 s" in lines[2]
-    assert "0.250" in lines[3] and "anomalous (!)" in lines[3]  # the model missed it
-    assert "IN DLQ" in lines[4]
-    assert "MISSING" in lines[5] and "no result in the table" in lines[5]
-    assert [r.accounted for r in (rejected, scored, dead, missing)] == [True, True, True, False]
+RESULT_TIMEOUT_S = 180.0
+JSON = "application/json"
 
 
 # ------------------------------------------------------------------ the running stack
@@ -216,12 +44,18 @@ def test_demo_table_names_every_file_and_why_it_has_no_score() -> None:
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[stack.LocalStack]:
-    if not (MODEL_DIR / "model.pth").is_file():
-        pytest.skip("no trained model in build/model: run `make model`")
+    """The stack as `make demo` runs it: the packaged model under the SageMaker toolkit and
+    TorchServe, the `sam build` artifact on Python 3.12. No fallback here: a machine without
+    them fails, naming what to install (`make test` builds what it can)."""
+    if not stack.ARCHIVE.is_file():
+        pytest.fail(f"{stack.ARCHIVE} missing: make {stack.shown(stack.ARCHIVE)} (make test does)")
     work = REPO / "build" / "test-local-stack"
     shutil.rmtree(work, ignore_errors=True)  # fresh logs: a test reads the poller's
     # A short visibility timeout: a failed message comes back within the test's patience.
-    local = stack.start(MODEL_DIR, CODE_DIR, work, visibility_timeout_s=10)
+    local = stack.start(stack.ARCHIVE, work, visibility_timeout_s=10)
+    if local.parts.notices:
+        local.stop()
+        pytest.fail("the local stack fell back: " + " ".join(local.parts.notices))
     try:
         with pytest.MonkeyPatch.context() as mp:
             for name, value in local.client_env().items():
@@ -249,6 +83,24 @@ def run_cli(*argv: str) -> str:
 
 
 @pytest.mark.slow
+def test_files_are_scored_by_torchserve_and_the_sam_built_function_on_python_312(
+    running: stack.LocalStack, uploaded: list[demo.FileResult]
+) -> None:
+    scored = [r for r in uploaded if r.item is not None and r.item["status"] == "SCORED"]
+    assert len(scored) >= 10
+    # The function ran from the sam build artifact, on the template's runtime.
+    ready = json.loads((running.work_dir / "poller.ready").read_text(encoding="utf-8"))
+    assert ready["python"].startswith("3.12.")
+    assert running.parts.function.code_dir == REPO / ".aws-sam" / "build" / "ScoreFunction"
+    assert (running.parts.function.code_dir / "numpy").is_dir()  # its own packages, not ours
+    # Its endpoint calls were answered by TorchServe (its access log), every worker READY.
+    assert running.model_server is not None
+    assert {w["status"] for w in running.model_server.workers()} == {"READY"}
+    access = (running.model_server.log_dir / "access_log.log").read_text(encoding="utf-8")
+    assert access.count('"POST /invocations HTTP/1.1" 200') >= 1  # a batch of 100 fits one call
+
+
+@pytest.mark.slow
 def test_every_uploaded_file_ends_scored_or_rejected(uploaded: list[demo.FileResult]) -> None:
     missing = [r.key for r in uploaded if r.item is None]
     assert missing == []
@@ -265,15 +117,22 @@ def test_every_uploaded_file_ends_scored_or_rejected(uploaded: list[demo.FileRes
 
 
 @pytest.mark.slow
-def test_unsupported_formats_are_rejected_with_the_format_named(
-    uploaded: list[demo.FileResult],
-) -> None:
-    wfdb = [r for r in uploaded if r.key.endswith((".hea", ".dat"))]
-    if not wfdb:
+def test_device_formats_end_as_one_item_per_recording(uploaded: list[demo.FileResult]) -> None:
+    """WFDB parts share their header's item; the 24-h EDF Holter, read in hour-long chunks by
+    separate invocations, is one item of 8,640 windows."""
+    by_key = {r.key: r for r in uploaded}
+    holter = by_key["incoming/ward-c/holter-5/holter_24h.edf"]
+    assert holter.item is not None and holter.item["status"] == "SCORED"
+    assert holter.item["windows"] == 24 * 360
+    assert str(holter.item["windows_s3_uri"]).startswith("s3://")
+    parts = [r for r in uploaded if r.sample.part_of is not None]
+    if not parts:
         pytest.skip("real WFDB recordings not found beside the repo")
-    for r in wfdb:
-        assert r.item is not None
-        assert "WFDB" in r.item["reason"]
+    for part in parts:
+        header = by_key[demo.INGEST_PREFIX + part.sample.part_of]
+        assert part.item is not None and part.item == header.item  # one record, one item
+    zipped = by_key["incoming/physionet/zip/s0010_re.zip"]
+    assert zipped.item is not None and zipped.item["status"] == "SCORED"
 
 
 @pytest.mark.slow
@@ -336,13 +195,37 @@ def test_local_endpoint_answers_and_fails_like_sagemaker(running: stack.LocalSta
         running.lambda_settings.environment["MODEL_VERSION"]
     }
 
-    with pytest.raises(runtime.exceptions.ModelError) as bad:
+    # The toolkit labels a bare body with the Accept header; output_fn names its type.
+    answer = runtime.invoke_endpoint(
+        EndpointName=running.endpoint_name,
+        Body=body.getvalue(),
+        ContentType="application/x-npy",
+        Accept="text/csv, application/json",
+    )
+    assert answer["ContentType"] == "application/json"
+
+    # The container's 4xx: ModelError 424 with its status and message, without the traceback
+    # the toolkit appends; scorer.endpoint reads it as a refusal of our request.
+    for content_type, payload, status, words in [
+        ("application/json", b"{not json", 400, "not valid JSON"),
+        ("text/plain", b"x", 415, "application/x-npy"),
+    ]:
+        with pytest.raises(runtime.exceptions.ModelError) as bad:
+            runtime.invoke_endpoint(
+                EndpointName=running.endpoint_name, Body=payload, ContentType=content_type
+            )
+        assert bad.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+        assert bad.value.response["OriginalStatusCode"] == status
+        assert words in bad.value.response["OriginalMessage"]
+        assert "Traceback" not in bad.value.response["OriginalMessage"]
+        assert isinstance(scorer_endpoint.classify(bad.value), SystemFault)
+
+    with pytest.raises(runtime.exceptions.ValidationError, match="exceeds"):
         runtime.invoke_endpoint(
-            EndpointName=running.endpoint_name, Body=b"{not json", ContentType="application/json"
+            EndpointName=running.endpoint_name,
+            Body=b"0" * (4 * 1024 * 1024 + 1),
+            ContentType="application/x-npy",
         )
-    assert bad.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
-    assert bad.value.response["OriginalStatusCode"] == 400
-    assert "Traceback" not in bad.value.response["OriginalMessage"]
 
     with pytest.raises(runtime.exceptions.ValidationError, match="not found"):
         runtime.invoke_endpoint(
@@ -371,7 +254,7 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
     assert _dlq_depth(sqs, dlq) == 0
 
     source = tmp_path / "seed.json"
-    signal = np.zeros((2000, 3)) + np.sin(np.arange(2000) / 20.0)[:, None]
+    signal = ecg_like(10, 200)
     source.write_text(json.dumps({"signals": signal.round(4).tolist()}), encoding="utf-8")
     key = "incoming/dlq-site/dlq-device/seed.json"
 
@@ -382,7 +265,7 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
         s3.upload_file(str(source), running.resources.bucket, key)
         deadline = time.monotonic() + 90
         while _dlq_depth(sqs, dlq) == 0:
-            assert time.monotonic() < deadline, stack.tail(running.log_dir / "poller.log")
+            assert time.monotonic() < deadline, processes.tail(running.log_dir / "poller.log")
             time.sleep(0.5)
     finally:
         sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "10"})
@@ -412,11 +295,37 @@ def test_failing_file_reaches_the_dlq_after_5_receives_and_redrive_scores_it(
 
 
 @pytest.mark.slow
+def test_a_reupload_of_the_same_key_is_scored_again(
+    running: stack.LocalStack, uploaded: list[demo.FileResult]
+) -> None:
+    """S3 events carry the object's version and a growing sequencer, as on AWS: the second
+    upload's result replaces the first (the function's conditional write lets it)."""
+    by_name = {Path(r.key).name: r for r in uploaded}
+    normal, af = by_name["seed_normal.json"], by_name["seed_af.json"]
+    assert normal.item is not None and normal.item["label"] == "normal"
+    root = running.work_dir / "samples"
+    s3 = boto3.client("s3")
+    s3.upload_file(str(root / af.sample.path), running.resources.bucket, normal.key)
+    version = running.lambda_settings.environment["MODEL_VERSION"]
+    ddb = boto3.client("dynamodb")
+    bucket, table = running.resources.bucket, running.resources.table
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    item = normal.item
+    while item["version_id"] == normal.item["version_id"]:
+        assert time.monotonic() < deadline, "the re-upload was never scored"
+        time.sleep(0.5)
+        item = demo.find_item(ddb, table, bucket, normal.key, version) or item
+    assert item["label"] == "anomalous"
+    assert item["s3_sequencer"] > normal.item["s3_sequencer"]
+
+
+@pytest.mark.slow
 def test_local_up_leaves_the_stack_running_until_down(tmp_path: Path) -> None:
-    if not (MODEL_DIR / "model.pth").is_file():
-        pytest.skip("no trained model in build/model: run `make model`")
+    if not stack.ARCHIVE.is_file():
+        pytest.fail(f"{stack.ARCHIVE} missing: make {stack.shown(stack.ARCHIVE)} (make test does)")
     base = [sys.executable, "-m", "ecg_scorer.local.demo"]
-    flags = ["--work-dir", str(tmp_path), "--archive", str(tmp_path / "none.tar.gz")]
+    # The light endpoint: one real model server at a time is enough for the test suite.
+    flags = ["--work-dir", str(tmp_path), "--archive", str(stack.ARCHIVE), "--light-endpoint"]
     up = subprocess.run(
         [*base, "up", *flags], capture_output=True, text=True, timeout=180, cwd=REPO, check=False
     )
@@ -426,6 +335,7 @@ def test_local_up_leaves_the_stack_running_until_down(tmp_path: Path) -> None:
         assert f"s3://{state['bucket']}/incoming/" in up.stdout
         assert "ecg-scorer upload" in up.stdout
         assert "ecg-scorer anomalies" in up.stdout
+        assert "STAND-IN  SageMaker model container" in up.stdout
         s3 = boto3.client("s3", endpoint_url=state["moto_url"])
         assert state["bucket"] in [b["Name"] for b in s3.list_buckets()["Buckets"]]
         pid = int((tmp_path / "stack.pid").read_text(encoding="utf-8"))

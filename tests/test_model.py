@@ -326,7 +326,7 @@ def test_ptbxl_windows_are_the_windows_the_lambda_scores(
     assert windows.shape == (1, 2000, 3)  # 10 s at 500 Hz: one window at 200 Hz
 
 
-SECONDS = 27.0  # two whole 10 s windows and a 7 s rest, which the Lambda pads and marks
+SECONDS = 27.0  # two whole 10 s windows and a third ending at 27 s, overlapping the second
 
 
 def _user_folder(model_code: types.SimpleNamespace, folder: Path) -> None:
@@ -386,25 +386,25 @@ def test_training_on_a_folder_of_labelled_recordings(
     config = _loads(model_code, out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert re.fullmatch(r"cnn1d-lstm-custom-[0-9a-f]{8}", config["model_version"])
-    # 12 recordings x 3 windows (the third padded); one recording of each label validates,
+    # 12 recordings x 3 windows (the third overlapping); one recording of each label validates,
     # one of each tests, the other 8 train: recordings, not windows, are split.
     training = config["training"]
     assert (training["train_windows"], training["validation_windows"]) == (8 * 3, 2 * 3)
     assert (training["test_windows"], metrics["test"]["n"]) == (2 * 3, 2)
-    assert training["padded_windows"] == 12
+    assert training["overlapping_windows"] == 12
     assert "user recordings (12 files)" in training["data"]
-    assert "36 windows (12 of them a padded last window)" in capsys.readouterr().out
+    assert "36 windows (12 of them overlapping the window before)" in capsys.readouterr().out
 
 
 def test_training_windows_are_the_windows_the_lambda_scores(
     model_code: types.SimpleNamespace, tmp_path: Path
 ) -> None:
     _user_folder(model_code, tmp_path)
-    recordings, labels, padded = model_code.train.load_user_data(tmp_path, 200.0)
+    recordings, labels, overlapping = model_code.train.load_user_data(tmp_path, 200.0)
     config = model_code.train.make_config({})
     rows = [line.split(",") for line in (tmp_path / "labels.csv").read_text().splitlines()[1:]]
     assert labels.tolist() == [0, 1] * 6
-    assert padded == 12
+    assert overlapping == 12
     compared = 0
     for (name, _), windows in zip(rows, recordings, strict=True):
         recording = read_recording((tmp_path / name).read_bytes(), name)
@@ -413,7 +413,7 @@ def test_training_windows_are_the_windows_the_lambda_scores(
         served = prepare(
             recording, tuple(config["leads"]), config["sampling_rate_hz"], config["window_samples"]
         )
-        assert served.last_window_padded
+        assert served.window_starts_s == [0.0, 10.0, 17.0]
         np.testing.assert_array_equal(windows, served.windows)
         compared += 1
     assert compared == 9
@@ -455,7 +455,7 @@ def _pickled_npy(path: Path) -> None:
         ),
         (
             lambda d: (d / "r2.csv").write_text("# fs: 200\nI,II\n" + "1,2\n" * 4000),
-            r"line 4: r2\.csv: missing lead\(s\) V2: leads found: I, II",
+            r"line 4: r2\.csv: missing lead V2: found standard leads I, II",
         ),
         (
             lambda d: np.save(d / "r0.npy", np.zeros((5000, 2))),
@@ -545,7 +545,7 @@ def test_a_rate_stated_in_the_file_wins_over_data_fs(
     np.save(tmp_path / "c.npy", x[:4000])  # no rate in the file: --data-fs (200 Hz) applies
     rows = ["a.csv,0", "b.npz,1", "c.npy,0"] * 4
     (tmp_path / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
-    recordings, labels, padded = model_code.train.load_user_data(tmp_path, 200.0)
+    recordings, labels, overlapping = model_code.train.load_user_data(tmp_path, 200.0)
     assert [r.shape for r in recordings[:3]] == [(2, 2000, 3)] * 3
     assert labels.tolist() == [0, 1, 0] * 4
-    assert padded == 0
+    assert overlapping == 0

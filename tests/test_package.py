@@ -21,8 +21,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-import deploy_model
-from deploy_model import REQUIRED_MEMBERS, ToolError, check_archive, package
+from ecg_scorer.deploy import ToolError
+from ecg_scorer.deploy.archive import (
+    ARCHIVE_MTIME,
+    REQUIRED_MEMBERS,
+    _member_problems,
+    check_archive,
+    package,
+    sha256_file,
+)
+from ecg_scorer.deploy.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CODE = REPO / "model_code"
@@ -128,7 +136,7 @@ def test_package_holds_exactly_the_five_members_with_fixed_metadata(tiny_archive
         infos = tar.getmembers()
     assert [i.name for i in infos] == sorted(REQUIRED_MEMBERS)
     assert {(i.mtime, i.uid, i.gid, i.mode, i.uname, i.gname) for i in infos} == {
-        (deploy_model.ARCHIVE_MTIME, 0, 0, 0o644, "", "")
+        (ARCHIVE_MTIME, 0, 0, 0o644, "", "")
     }
 
 
@@ -142,7 +150,7 @@ def test_package_gives_the_same_bytes_for_the_same_inputs(
     again = tmp_path / "again.tar.gz"
     sha = package(model_dir, again, code_dir)
     assert again.read_bytes() == tiny_archive.read_bytes()
-    assert sha == deploy_model.sha256_file(tiny_archive)
+    assert sha == sha256_file(tiny_archive)
 
 
 def test_package_changes_sha_when_the_weights_change(
@@ -154,9 +162,7 @@ def test_package_changes_sha_when_the_weights_change(
     weights = bytearray((tiny_model[0] / "model.pth").read_bytes())
     weights[-1] ^= 1
     (model_dir / "model.pth").write_bytes(bytes(weights))
-    assert package(model_dir, tmp_path / "x.tar.gz", tiny_model[1]) != deploy_model.sha256_file(
-        tiny_archive
-    )
+    assert package(model_dir, tmp_path / "x.tar.gz", tiny_model[1]) != sha256_file(tiny_archive)
 
 
 def test_package_without_a_trained_model_says_how_to_train(tmp_path: Path) -> None:
@@ -330,7 +336,8 @@ def test_unpacked_archive_scores_normal_below_anomalous(
 
     def score(body: bytes | str, content_type: str) -> Any:
         data = handler.input_fn(body, content_type)
-        return json.loads(handler.output_fn(handler.predict_fn(data, model), "application/json"))
+        body, _ = handler.output_fn(handler.predict_fn(data, model), "application/json")
+        return json.loads(body)
 
     normal = score(json.dumps({"signals": _synthetic("normal", 3)}), "application/json")
     anomalous = score(json.dumps({"signals": _synthetic("af", 3)}), "application/json")
@@ -369,7 +376,7 @@ def test_members_written_by_tar_with_dot_prefix_and_directories_are_accepted() -
         info = tarfile.TarInfo(name)
         info.type = tarfile.DIRTYPE if name.endswith("/") else tarfile.REGTYPE
         infos.append(info)
-    assert deploy_model._member_problems(infos) == []
+    assert _member_problems(infos) == []
 
 
 @pytest.mark.parametrize(
@@ -425,7 +432,20 @@ def test_check_help_says_it_runs_the_archives_own_code(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit):
-        deploy_model.main(["check", "--help"])
+        main(["check", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "runs its model_fn" in text and "check only archives you would deploy" in text
     assert "--max-unpacked-mib" in text
+
+
+def test_check_refuses_a_model_version_that_cannot_name_files_and_tags(
+    tiny_archive: Path, tmp_path: Path
+) -> None:
+    members = members_of(tiny_archive)
+    config = json.loads(members["config.json"])
+    config["model_version"] = "v1 final/2"  # names the archive file, the S3 prefix, the tags
+    members["config.json"] = json.dumps(config).encode()
+    bad = write_tar(tmp_path / "bad.tar.gz", lambda tar: add_all(tar, members))
+    result = check_archive(bad)
+    assert [p.member for p in result.problems] == ["config.json"]
+    assert "model_version 'v1 final/2' is not 1-100 letters" in result.problems[0].message

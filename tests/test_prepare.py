@@ -1,5 +1,5 @@
-"""Preparation: lead mapping, gap filling, NumPy-only resampling (checked against SciPy),
-windowing, and the real PTB recording."""
+"""Preparation: leads, gap filling, NumPy-only resampling (checked against SciPy), windows
+(whole files and chunks of long ones), and the real PTB recording."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 import scipy.signal
 from scorer.errors import RejectedFile
-from scorer.prepare import cut_windows, fill_gaps, map_leads, prepare, rate_ratio, resample_poly
-from scorer.readers import Recording, read_recording
+from scorer.prepare import (
+    MAX_GAP_SECONDS,
+    chunks,
+    fill_gaps,
+    prepare,
+    rate_ratio,
+    resample_poly,
+)
+from scorer.readers import read_recording
+from scorer.recording import Recording
 from scorer_helpers import ecg_like
 
 LEADS = ("I", "II", "V2")
@@ -60,62 +68,86 @@ def test_odd_rate_gets_a_short_filter_and_a_close_ratio() -> None:
 
 
 @pytest.mark.parametrize(
-    ("samples", "windows", "padded"),
-    [(2000, 1, False), (4000, 2, False), (4999, 2, False), (5000, 3, True), (5999, 3, True)],
+    ("samples", "starts"),
+    [
+        (2000, [0]),
+        (4000, [0, 2000]),
+        (4001, [0, 2000, 2001]),
+        (4999, [0, 2000, 2999]),
+        (5000, [0, 2000, 3000]),
+        (5999, [0, 2000, 3999]),
+    ],
 )
-def test_windowing_pads_a_long_tail_and_drops_a_short_one(
-    samples: int, windows: int, padded: bool
+def test_windows_are_consecutive_and_a_tail_gets_a_last_window_ending_at_the_end(
+    samples: int, starts: list[int]
 ) -> None:
-    x = np.arange(samples * 3, dtype=float).reshape(samples, 3)
-    out, was_padded = cut_windows(x, 2000)
-    assert out.shape == (windows, 2000, 3) and was_padded is padded
-    np.testing.assert_array_equal(
-        out.reshape(-1, 3)[: min(samples, windows * 2000)], x[: windows * 2000]
-    )
-    if padded:
-        assert (out[-1, -1] == x[-1]).all()  # the tail repeats the last sample
+    # An ECG on a slow ramp: every sample differs, so a window's place shows in its values.
+    x = ecg_like(samples / 200, 200) + np.arange(samples)[:, None] * 1e-4
+    prepared = prepare(_recording(x, 200, list(LEADS)), LEADS, 200, 2000)
+    assert prepared.window_starts_s == [s / 200 for s in starts]
+    for window, start in zip(prepared.windows, starts, strict=True):
+        # Every window is real samples of the recording: nothing padded, nothing invented.
+        np.testing.assert_allclose(window, x[start : start + 2000], rtol=1e-6)
+    np.testing.assert_allclose(prepared.windows[-1, -1], x[-1], rtol=1e-6)  # none unscored
+    assert all(v.usable for v in prepared.verdicts)
 
 
-def test_leads_map_by_name_case_insensitively_in_model_order() -> None:
-    signal = np.column_stack(
-        [np.full(10, 3.0), np.full(10, 1.0), np.full(10, 9.0), np.full(10, 2.0)]
-    )
-    out = map_leads(_recording(signal, 200, ["v2", "Lead I", "aVR", "ii"]), LEADS)
-    assert out[0].tolist() == [1.0, 2.0, 3.0]
+def test_leads_are_taken_by_name_and_a_missing_limb_lead_is_derived() -> None:
+    names = ["v2", "Lead III", "aVR", "I"]
+    signal = ecg_like(10, 200, leads=tuple(names))
+    prepared = prepare(_recording(signal, 200, names), LEADS, 200, 2000)
+    assert prepared.leads_derived == ["II"]  # Einthoven: II = I + III
+    np.testing.assert_allclose(prepared.windows[0, :, 1], signal[:, 3] + signal[:, 1], atol=1e-5)
+    np.testing.assert_allclose(prepared.windows[0, :, 2], signal[:, 0], atol=1e-6)
 
 
-def test_missing_leads_reason_names_found_and_needed() -> None:
-    with pytest.raises(RejectedFile, match=r"leads found: III, I, V; leads needed: I, II, V2") as e:
-        map_leads(_recording(np.zeros((10, 3)), 200, ["III", "I", "V"]), LEADS)
-    assert e.value.code == "missing_leads"
-
-
-def test_unnamed_channels_are_taken_in_order_only_when_the_count_matches() -> None:
-    signal = np.arange(30, dtype=float).reshape(10, 3)
-    assert (map_leads(_recording(signal, 200, None), LEADS) == signal).all()
-    with pytest.raises(RejectedFile, match="2 unnamed channel"):
-        map_leads(_recording(signal[:, :2], 200, None), LEADS)
-
-
-def test_duplicate_lead_names_are_refused() -> None:
-    with pytest.raises(RejectedFile, match="more than once"):
-        map_leads(_recording(np.zeros((10, 3)), 200, ["I", "i", "V2"]), LEADS)
-
-
-def test_short_gaps_are_interpolated() -> None:
+def test_short_gaps_are_interpolated_and_long_ones_reported() -> None:
     x = np.column_stack([np.linspace(0, 1, 1000)] * 3)
     x[100:110, 1] = np.nan  # 10 samples at 200 Hz = 50 ms
-    filled = fill_gaps(x.copy(), 200, LEADS)
-    np.testing.assert_allclose(filled[:, 1], np.linspace(0, 1, 1000))
+    x[500:560, 2] = np.nan  # 300 ms: longer than MAX_GAP_SECONDS
+    filled, long_gaps = fill_gaps(x.copy(), 200, LEADS)
+    np.testing.assert_allclose(filled, np.column_stack([np.linspace(0, 1, 1000)] * 3))
+    assert long_gaps == [("V2", slice(500, 560))] and MAX_GAP_SECONDS < 60 / 200
+
+
+@pytest.mark.parametrize("fs", [200.0, 250.0, 360.0, 500.0, 1000.0, 257.3])
+@pytest.mark.parametrize("seconds", [95.0, 100.0, 61.3])
+def test_chunks_of_a_long_recording_cut_what_the_whole_file_cuts(fs: float, seconds: float) -> None:
+    """Chunks read by different invocations add up to the whole file, window for window."""
+    signal = ecg_like(seconds, fs)
+    signal[int(20.2 * fs) : int(20.6 * fs), 0] = np.nan  # a long gap, inside chunk 0
+    whole = prepare(_recording(signal, fs, list(LEADS)), LEADS, 200, 2000)
+    frame = 5 if fs == 500 else 1  # e.g. reads by whole EDF records
+    parts = chunks(len(signal), fs, 200, 2000, per_chunk=3, frame=frame)
+    assert len(parts) == -(-int(whole.duration_s // 10) // 3)
+    pieces = []
+    for part in parts:
+        assert part.read.start % frame == 0 and part.read.stop % frame == 0
+        piece = _recording(signal[part.read.start : part.read.stop], fs, list(LEADS))
+        pieces.append(prepare(piece, LEADS, 200, 2000, span=part.span))
+    assert [t for p in pieces for t in p.window_starts_s] == whole.window_starts_s
+    joined = np.concatenate([p.windows for p in pieces])
+    # The same samples inside the recording. At its two real ends (the filter's reach, 50
+    # samples) the resampler's mean padding sees the chunk's mean instead of the file's:
+    # a few uV there (an ECG's ADC step is 1-5 uV).
+    inside = np.ones(whole.windows.shape[:2], bool)
+    inside[0, :50] = inside[-1, -50:] = False
+    np.testing.assert_allclose(joined[inside], whole.windows[inside], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(joined, whole.windows, rtol=0, atol=1e-2)
+    gaps = [g for p in pieces for g in p.gaps_s]
+    assert len(gaps) == len(whole.gaps_s) == 1 and gaps[0][0] == whole.gaps_s[0][0] == "I"
+    assert np.allclose(gaps[0][1:], whole.gaps_s[0][1:])
+    assert [v.code for p in pieces for v in p.verdicts] == [v.code for v in whole.verdicts]
 
 
 def test_prepare_resamples_and_cuts_windows() -> None:
     signal = ecg_like(25, 500, leads=("V2", "I", "II"))
     prepared = prepare(_recording(signal, 500, ["V2", "I", "II"]), LEADS, 200, 2000)
     assert prepared.windows.shape == (3, 2000, 3) and prepared.windows.dtype == np.float32
-    assert prepared.last_window_padded and not prepared.rate_assumed
+    assert prepared.window_starts_s == [0.0, 10.0, 15.0] and not prepared.rate_assumed
     reference = scipy.signal.resample_poly(signal[:, [1, 2, 0]], 2, 5, axis=0, padtype="mean")
-    np.testing.assert_allclose(prepared.windows.reshape(-1, 3)[:5000], reference, atol=1e-5)
+    np.testing.assert_allclose(prepared.windows.reshape(-1, 3)[:4000], reference[:4000], atol=1e-5)
+    np.testing.assert_allclose(prepared.windows[2], reference[3000:5000], atol=1e-5)
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -199,7 +231,12 @@ def test_what_prepare_lets_through_the_endpoint_accepts(
     try:
         prepared = prepare(_recording(signal, fs, list(LEADS)), LEADS, 200, 2000)
     except RejectedFile as rejected:
-        assert rejected.code == "not_mv" and scale >= 9e5
+        # Beyond the endpoint's limit (1e6) the file is refused; far beyond any ECG in mV
+        # (300 mV) every window is unusable.
+        assert (rejected.code, scale >= 9e5) in {
+            ("not_mv", True),
+            ("poor_signal_quality", True),
+        } or (rejected.code == "poor_signal_quality" and scale > 300)
         return
     accepted = inference.input_fn(_npy(prepared.windows), "application/x-npy")
     assert accepted.shape == prepared.windows.shape
@@ -208,25 +245,26 @@ def test_what_prepare_lets_through_the_endpoint_accepts(
 def test_real_ptb_recording_at_1000_hz_is_resampled(shared_ecg) -> None:  # type: ignore[no-untyped-def]
     path = shared_ecg / "csv" / "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv"
     prepared = prepare(read_recording(path.read_bytes(), path.name), LEADS, 200, 2000)
-    # 38.4 s at 200 Hz = 7680 samples: three full windows and a 1680-sample tail, which is
-    # more than half a window, so contract 2 pads it into a fourth, marked window.
+    # 38.4 s at 200 Hz = 7680 samples: three full windows and a 1680-sample tail, covered by
+    # a fourth window on the recording's last 10 s (contract 2: never padded).
     assert prepared.windows.shape == (4, 2000, 3)
-    assert prepared.last_window_padded
+    assert prepared.window_starts_s == [0.0, 10.0, 20.0, 28.4]
     assert prepared.sampling_rate_hz == 1000 and prepared.leads_found == ["i", "ii", "v2"]
 
 
 @pytest.mark.parametrize(
-    ("name", "found"),
+    ("name", "missing", "found"),
     [
-        ("mimicdb_041s_III_I_V_16s_500hz.csv", "III, I, V"),
-        ("ptbdb_s0010_re_vxvyvz_10s_1000hz.csv", "vx, vy, vz"),
+        # II would be derived from I and III; V is not V2 and cannot be derived.
+        ("mimicdb_041s_III_I_V_16s_500hz.csv", "V2", "standard leads I, III and 1 other channel"),
+        ("ptbdb_s0010_re_vxvyvz_10s_1000hz.csv", "I, II, V2", "3 other channels"),
     ],
 )
 def test_real_recordings_without_the_model_leads_are_refused(
-    shared_ecg, name: str, found: str
+    shared_ecg, name: str, missing: str, found: str
 ) -> None:  # type: ignore[no-untyped-def]
     recording = read_recording((shared_ecg / "csv" / name).read_bytes(), name)
-    with pytest.raises(RejectedFile, match=f"leads found: {found}; leads needed: I, II, V2"):
+    with pytest.raises(RejectedFile, match=f"missing leads? {missing}: found {found}; the model"):
         prepare(recording, LEADS, 200, 2000)
 
 
@@ -242,7 +280,7 @@ def test_synthetic_device_recordings_prepare_like_scipy(
     signal = synthetic.synthesize("normal", 21.0, fs, leads, np.random.default_rng(7))
     recording = _recording(signal, fs, list(leads))
     if not {"i", "ii", "v2"} <= {lead.lower() for lead in leads}:
-        with pytest.raises(RejectedFile, match="leads needed: I, II, V2"):
+        with pytest.raises(RejectedFile, match="the model needs I, II, V2"):
             prepare(recording, LEADS, 200, 2000)
         return
     prepared = prepare(recording, LEADS, 200, 2000)
@@ -251,7 +289,7 @@ def test_synthetic_device_recordings_prepare_like_scipy(
     reference = scipy.signal.resample_poly(
         signal.astype(np.float32).astype(np.float64)[:, order], up, down, axis=0, padtype="mean"
     )
-    assert (
-        prepared.windows.shape == (2, 2000, 3) and not prepared.last_window_padded
-    )  # 1 s tail dropped
-    np.testing.assert_allclose(prepared.windows.reshape(-1, 3), reference[:4000], atol=1e-5)
+    # 21 s: two windows and a 1-s tail, covered by a third window on the last 10 s.
+    assert prepared.windows.shape == (3, 2000, 3) and prepared.window_starts_s == [0, 10, 11]
+    np.testing.assert_allclose(prepared.windows[:2].reshape(-1, 3), reference[:4000], atol=1e-5)
+    np.testing.assert_allclose(prepared.windows[2], reference[2200:4200], atol=1e-5)

@@ -12,17 +12,18 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from moto import mock_aws
 from scorer import schema
-from scorer.endpoint import FileScore
-from scorer.errors import DYNAMODB_ATTEMPT_S, Budget, RejectedFile, SystemFault, TransientError
+from scorer.budget import DYNAMODB_ATTEMPT_S, Budget
+from scorer.errors import RejectedFile, SystemFault, TransientError
 from scorer.prepare import Prepared
+from scorer.quality import Verdict
 from scorer.store import (
-    FileFacts,
-    FileRef,
     put_item,
     rejected_item,
     scored_item,
     sortable_sequencer,
 )
+from scorer.uploads import FileFacts, FileRef
+from scorer.window_results import WindowResults, summary_of
 from scorer_helpers import (
     TABLE,
     FakeContext,
@@ -53,20 +54,22 @@ def _ref(sequencer: str | None = "0066E1B9C2D6A70001") -> FileRef:
 def _scored(
     probabilities: list[float], sequencer: str | None = "0066E1B9C2D6A70001", **facts: object
 ) -> dict:
+    starts = [10.0 * i for i in range(len(probabilities))]
     prepared = Prepared(
         np.zeros((len(probabilities), 2000, 3), np.float32),
-        True,
+        starts,
         1000.0,
         False,
         ["i", "ii", "v2"],
         38.4,
+        verdicts=[Verdict()] * len(probabilities),
     )
-    score = FileScore(probabilities, 0.5)
+    results = WindowResults.of(prepared, probabilities)
     return scored_item(
         _ref(sequencer),
         FileFacts(site="site-a", device="holter-01", format="csv", **facts),  # type: ignore[arg-type]
-        prepared,
-        score,
+        results,
+        summary_of(prepared, 0.5),
         SETTINGS,
         datetime(2026, 11, 27, 3, 1, tzinfo=UTC),
     )
@@ -102,14 +105,17 @@ def test_scored_item_layout(dynamodb) -> None:  # type: ignore[no-untyped-def]
         Decimal("0.4"),
         Decimal("0.1"),
     ]
-    assert stored["windows"] == 4 and stored["last_window_padded"] is True
+    assert stored["windows"] == 4
+    assert stored["window_start_s"] == [Decimal("0"), Decimal("10"), Decimal("20"), Decimal("30")]
     assert (
         stored["recorded_at"] == "2026-11-26T23:30:00.000Z"
         and stored["recorded_at_source"] == "file"
     )
     assert stored["uploaded_at"] == "2026-11-27T03:00:00.000Z"
-    assert stored["outcome_day"] == "ANOMALOUS#2026-11-26"
-    assert stored["at_key"] == f"2026-11-26T23:30:00.000Z#ecg-ingest-test/{KEY}"
+    assert stored["anomaly_day"] == "2026-11-26" and "rejected_day" not in stored
+    assert stored["at_key"] == "2026-11-26T23:30:00.000Z#" + schema.file_hash(
+        "ecg-ingest-test", KEY
+    )
     assert stored["device_key"] == "site-a/holter-01" and stored["site"] == "site-a"
     assert stored["patient_ref"] == "P-7" and stored["record_id"] == "R-1"
     assert stored["leads_found"] == ["i", "ii", "v2"] and stored["sampling_rate_hz"] == Decimal(
@@ -129,9 +135,9 @@ def test_scored_item_layout(dynamodb) -> None:  # type: ignore[no-untyped-def]
     assert by_device["Count"] == 1
     anomalies = dynamodb.query(
         TableName=TABLE,
-        IndexName=schema.BY_OUTCOME_DAY,
-        KeyConditionExpression="outcome_day = :o",
-        ExpressionAttributeValues={":o": {"S": "ANOMALOUS#2026-11-26"}},
+        IndexName=schema.BY_ANOMALY_DAY,
+        KeyConditionExpression="anomaly_day = :o",
+        ExpressionAttributeValues={":o": {"S": "2026-11-26"}},
     )
     assert anomalies["Count"] == 1
 
@@ -146,7 +152,8 @@ def test_rejected_item_holds_the_reason(dynamodb) -> None:  # type: ignore[no-un
     assert put_item(dynamodb, TABLE, item, _budget())
     stored = item_for(dynamodb, KEY)
     assert stored is not None
-    assert stored["status"] == "REJECTED" and stored["outcome_day"] == "REJECTED#2026-11-27"
+    assert stored["status"] == "REJECTED" and stored["rejected_day"] == "2026-11-27"
+    assert "anomaly_day" not in stored
     assert (
         stored["reason"].startswith("missing lead(s) V2")
         and stored["reason_code"] == "missing_leads"

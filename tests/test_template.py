@@ -17,7 +17,7 @@ import pytest
 from cfnlint.api import lint_file
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
-from scorer import config, errors, schema
+from scorer import budget, config, schema
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
@@ -164,6 +164,31 @@ def test_bucket_refuses_requests_without_tls(cfn: dict[str, Any]) -> None:
     assert covered == ["<IngestBucket.Arn>", "<IngestBucket.Arn>/*"]
 
 
+def test_who_uploaded_each_file_is_logged_to_a_private_bucket(cfn: dict[str, Any]) -> None:
+    logging_config = props(cfn, "IngestBucket")["LoggingConfiguration"]
+    assert logging_config == {
+        "DestinationBucketName": {"Ref": "AccessLogBucket"},
+        "LogFilePrefix": "ingest/",
+    }
+    logs = props(cfn, "AccessLogBucket")
+    (rule,) = logs["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"  # log delivery: SSE-S3
+    assert all(logs["PublicAccessBlockConfiguration"].values())
+    assert cfn["Resources"]["AccessLogBucket"]["DeletionPolicy"] == "Retain"
+    (expire,) = logs["LifecycleConfiguration"]["Rules"]
+    assert expire["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+    policy = props(cfn, "AccessLogBucketPolicy")["PolicyDocument"]["Statement"]
+    (grant,) = [s for s in policy if s["Effect"] == "Allow"]
+    # Only S3's log delivery, only for the ingest bucket of this account, only under ingest/.
+    assert grant["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert grant["Action"] == "s3:PutObject"
+    assert resolve(grant["Resource"], cfn) == "<AccessLogBucket.Arn>/ingest/*"
+    condition = resolve(grant["Condition"], cfn)
+    assert condition["ArnLike"]["aws:SourceArn"] == f"arn:aws:s3:::{EXPECTED_BUCKET}"
+    assert condition["StringEquals"]["aws:SourceAccount"] == STACK["AWS::AccountId"]
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in str(s) for s in policy)
+
+
 def test_uploads_under_incoming_notify_the_scoring_queue(cfn: dict[str, Any]) -> None:
     notes = props(cfn, "IngestBucket")["NotificationConfiguration"]
     assert set(notes) == {"QueueConfigurations"}
@@ -275,7 +300,11 @@ def test_table_keys_and_indexes_are_the_schema(cfn: dict[str, Any]) -> None:
     for gsi in table["GlobalSecondaryIndexes"]:
         keys = {k["KeyType"]: k["AttributeName"] for k in gsi["KeySchema"]}
         indexes[gsi["IndexName"]] = (keys["HASH"], keys["RANGE"])
-        assert gsi["Projection"] == {"ProjectionType": "ALL"}
+        # Lean indexes (write cost): what list views show, never the per-window figures.
+        assert gsi["Projection"] == {
+            "ProjectionType": "INCLUDE",
+            "NonKeyAttributes": list(schema.INDEX_PROJECTION),
+        }
     assert indexes == schema.INDEXES
     key_attributes = {schema.PK, schema.SK} | {a for pair in schema.INDEXES.values() for a in pair}
     assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
@@ -326,32 +355,47 @@ def test_invoke_endpoint_is_granted_on_the_one_endpoint(cfn: dict[str, Any]) -> 
     assert not re.fullmatch(pattern, "Ecg-Prod")
 
 
-def test_s3_read_is_limited_to_incoming(cfn: dict[str, Any]) -> None:
-    statement = statement_for(cfn, "s3:GetObject")
-    assert set(as_list(statement["Action"])) == {"s3:GetObject", "s3:GetObjectVersion"}
-    assert resolve(statement["Resource"], cfn) == f"arn:aws:s3:::{EXPECTED_BUCKET}/incoming/*"
+def test_s3_access_is_read_uploads_and_write_only_the_pipelines_own_prefixes(
+    cfn: dict[str, Any],
+) -> None:
+    bucket = f"arn:aws:s3:::{EXPECTED_BUCKET}"
+    read = statement_for(cfn, "s3:GetObject")
+    assert set(as_list(read["Action"])) == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert resolve(read["Resource"], cfn) == [f"{bucket}/incoming/*", f"{bucket}/work/*"]
+    write = statement_for(cfn, "s3:PutObject")
+    # Never under incoming/: nothing the pipeline writes can trigger it or touch an upload.
+    assert resolve(write["Resource"], cfn) == [f"{bucket}/results/*", f"{bucket}/work/*"]
+    listing = statement_for(cfn, "s3:ListBucket")
+    assert resolve(listing["Resource"], cfn) == bucket
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
     granted = {a for s in statements(cfn) for a in as_list(s["Action"]) if a.startswith("s3:")}
-    assert granted == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert granted == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"}
 
 
-def test_table_writes_are_limited_to_the_one_table(cfn: dict[str, Any]) -> None:
+def test_table_access_is_limited_to_the_one_table(cfn: dict[str, Any]) -> None:
     statement = statement_for(cfn, "dynamodb:PutItem")
     assert statement["Resource"] == {"Fn::GetAtt": ["PredictionsTable", "Arn"]}
-    # functions/scorer/store.py writes with one conditional PutItem and reads nothing back.
-    assert as_list(statement["Action"]) == ["dynamodb:PutItem"]
+    # Conditional PutItems (results), UpdateItem (a long recording's set of done chunks),
+    # GetItem (a job or a record's item, where a decision depends on it): no Query, no Scan.
     granted = {
         a for s in statements(cfn) for a in as_list(s["Action"]) if a.startswith("dynamodb:")
     }
-    assert granted == {"dynamodb:PutItem"}
+    assert granted == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
 
 
-def test_queue_consumption_is_limited_to_the_scoring_queue(cfn: dict[str, Any]) -> None:
+def test_queue_access_is_limited_to_the_scoring_queue(cfn: dict[str, Any]) -> None:
     statement = statement_for(cfn, "sqs:ReceiveMessage")
     assert statement["Resource"] == {"Fn::GetAtt": ["ScoringQueue", "Arn"]}
-    # Exactly what the Lambda SQS event source needs; the function itself makes no SQS call
-    # (no ChangeMessageVisibility: failed messages go back through batchItemFailures).
+    send = statement_for(cfn, "sqs:SendMessage")  # chunk orders and second looks, to itself
+    assert send["Resource"] == {"Fn::GetAtt": ["ScoringQueue", "Arn"]}
+    # No ChangeMessageVisibility: failed messages go back through batchItemFailures.
     granted = {a for s in statements(cfn) for a in as_list(s["Action"]) if a.startswith("sqs:")}
-    assert granted == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    assert granted == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+    }
     logs = statement_for(cfn, "logs:PutLogEvents")
     assert logs["Resource"] == {"Fn::GetAtt": ["ScoreFunctionLogGroup", "Arn"]}
 
@@ -414,7 +458,7 @@ def test_function_timeout_covers_slow_calls_within_the_budget(cfn: dict[str, Any
     """The code starts a call only when its worst case fits before the reserve; the timeout
     must leave room for an S3 read, two endpoint attempts and the writes."""
     timeout = props(cfn, "ScoreFunction")["Timeout"]
-    needed = errors.S3_READ_WORST_S + 2 * errors.ENDPOINT_ATTEMPT_S + errors.SAFETY_MARGIN_S
+    needed = budget.S3_READ_WORST_S + 2 * budget.ENDPOINT_ATTEMPT_S + budget.SAFETY_MARGIN_S
     assert timeout >= needed
     assert timeout <= 900  # Lambda's maximum
 
@@ -431,5 +475,6 @@ def test_outputs_are_the_names_the_cli_reads(cfn: dict[str, Any]) -> None:
         "ScoringQueueUrl",
         "DeadLetterQueueUrl",
         "ScoreFunctionName",
+        "AccessLogBucketName",
     }
     assert cfn["Outputs"]["PredictionsTableName"]["Value"] == {"Ref": "PredictionsTable"}

@@ -1,14 +1,19 @@
 """The local stack: the whole pipeline on one machine, with no AWS account.
 
-moto's server stands in for S3, SQS and DynamoDB (`stack`), a small HTTP server speaks the
-SageMaker runtime ``InvokeEndpoint`` API over the real ``model_code/inference.py``
-(`endpoint`), and a poller hands SQS batches to the unchanged Lambda handler (`poller`).
-`demo` runs it end to end (``make demo``) or leaves it running (``make local-up``).
+moto's server stands in for S3, SQS and DynamoDB (`aws`), built from template.yaml
+(`sam_template`); a small HTTP server speaks the SageMaker runtime ``InvokeEndpoint`` API over
+the real ``model_code/inference.py`` (`endpoint`); a poller hands SQS batches to the
+unchanged Lambda handler (`poller`). `stack` starts and stops the pieces, `demo` runs them
+end to end (``make demo``) and `daemon` leaves them running (``make local-up``).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"  # loopback only: the local stack never listens on other interfaces
 
 
 def log_to_stderr(logger: logging.Logger, name: str) -> None:

@@ -2,10 +2,8 @@
 
 ``run`` (``make demo``): start the local stack, write the sample files, upload them through
 S3, wait until each has a result in the table (or sits in the dead-letter queue), print one
-line per file, stop everything. Exits 1 if a file is unaccounted for.
-
-``up`` (``make local-up``): start the stack in the background and print how to drop files
-in and query them; ``down`` (``make local-down``) stops it. State lives in ``build/local/``.
+line per file, stop everything. Exits 1 if a file is unaccounted for. ``up`` and ``down``
+(``make local-up`` / ``make local-down``) are `daemon`'s; ``samples`` only writes the files.
 
 Everything is wired with environment variables only (``AWS_ENDPOINT_URL`` for moto,
 ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` for the local endpoint, placeholder credentials), so
@@ -19,9 +17,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,15 +32,14 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 from scorer import schema
 
+from ecg_scorer.local import aws, daemon
 from ecg_scorer.local import samples as sample_files
 from ecg_scorer.local import stack as local_stack
-from ecg_scorer.local.stack import INGEST_PREFIX, REPO, LocalStack
+from ecg_scorer.local.artifacts import what_runs
+from ecg_scorer.local.aws import INGEST_PREFIX, moto_version
+from ecg_scorer.local.processes import tail
+from ecg_scorer.local.stack import ARCHIVE, WORK_DIR, LocalStack
 
-BUILD = REPO / "build"
-WORK_DIR = BUILD / "local"
-ARCHIVE = REPO / "sagemaker_models" / "cnn1d_lstm_ecg_v1_sagemaker.tar.gz"
-MODEL_DIR = BUILD / "model"
-CODE_DIR = REPO / "model_code"
 # A failed message comes back after this many seconds (the template's 900 s would outlast
 # any demo); 5 receives later it is in the DLQ.
 DEMO_VISIBILITY_TIMEOUT_S = 20
@@ -82,32 +77,6 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------------------------
-# the model the endpoint serves
-
-
-def model_source(
-    archive: Path = ARCHIVE, work_dir: Path = WORK_DIR, model_dir: Path | None = None
-) -> tuple[Path, Path, str]:
-    """(model dir, code dir, description): ``model_dir`` with model_code/ when given, else the
-    packaged model.tar.gz when it exists, unpacked as SageMaker does (code/ becomes the
-    handler's PYTHONPATH), else build/model with model_code/."""
-    if model_dir is not None:
-        return model_dir, CODE_DIR, f"{model_dir} with model_code/"
-    if archive.is_file():
-        target = work_dir / "model"
-        stamp = target / ".unpacked-from"
-        mark = f"{archive.stat().st_size}:{archive.stat().st_mtime_ns}"
-        if not stamp.is_file() or stamp.read_text(encoding="utf-8") != mark:
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-            stamp.write_text(mark, encoding="utf-8")
-        return target, target / "code", f"{_shown(archive)} (unpacked)"
-    return MODEL_DIR, CODE_DIR, f"{_shown(MODEL_DIR)} with model_code/"
-
-
-# ---------------------------------------------------------------------------------------------
 # uploads and results
 
 
@@ -117,6 +86,11 @@ class FileResult:
     key: str
     item: dict[str, Any] | None = None
     in_dlq: bool = False
+
+    @property
+    def item_key(self) -> str:
+        """The key whose item tells what became of the file (a WFDB part: its header's)."""
+        return INGEST_PREFIX + self.sample.item_path
 
     @property
     def accounted(self) -> bool:
@@ -200,11 +174,15 @@ def wait_for_results(
     while True:
         for result in results:
             if result.item is None:
-                result.item = find_item(ddb, stack.resources.table, bucket, result.key, version)
+                result.item = find_item(
+                    ddb, stack.resources.table, bucket, result.item_key, version
+                )
         if time.monotonic() - last_dlq_check > 2.0:
             in_dlq = dlq_keys(sqs, stack.resources.dead_letter_queue_url)
             for result in results:
-                result.in_dlq = result.item is None and (bucket, result.key) in in_dlq
+                result.in_dlq = result.item is None and bool(
+                    {(bucket, result.key), (bucket, result.item_key)} & in_dlq
+                )
             last_dlq_check = time.monotonic()
         counts = {s: sum(r.status == s for r in results) for s in ("SCORED", "REJECTED", "IN DLQ")}
         waiting = sum(not r.accounted for r in results)
@@ -217,12 +195,19 @@ def wait_for_results(
             if progress is not None:
                 progress.done_line()
             return
+        if stack.endpoint_exit_code() is not None:
+            if progress is not None:
+                progress.done_line()
+            raise RuntimeError(
+                f"the model server stopped (exit {stack.endpoint_exit_code()}); logs in "
+                f"{stack.log_dir}"
+            )
         if stack.poller_proc is not None and stack.poller_proc.poll() is not None:
             if progress is not None:
                 progress.done_line()
             raise RuntimeError(
                 f"the poller stopped (exit {stack.poller_proc.returncode}):\n"
-                + local_stack.tail(stack.log_dir / "poller.log")
+                + tail(stack.log_dir / "poller.log")
             )
         time.sleep(0.5)
 
@@ -242,6 +227,8 @@ def results_table(results: Sequence[FileResult]) -> str:
     for r in results:
         item = r.item or {}
         reason = item.get("reason") or ("" if r.item else "no result in the table")
+        if r.sample.part_of is not None:  # its record's item, on the header's row
+            reason = f"a part of {r.sample.part_of.rsplit('/', 1)[-1]}: one record, one outcome"
         expected = r.sample.expect + ("" if r.matches_expectation() or not r.item else " (!)")
         rows.append(
             (
@@ -268,18 +255,9 @@ def results_table(results: Sequence[FileResult]) -> str:
 # modes
 
 
-def isolate_from_aws() -> None:
-    """Make sure nothing this process does can reach AWS: no profile, no per-service
-    endpoint, only the local stack's placeholder keys and region."""
-    for name in list(os.environ):
-        if name in local_stack.DROP_FROM_ENV or name.startswith("AWS_ENDPOINT_URL"):
-            os.environ.pop(name)
-    os.environ.update(local_stack.local_env())
-
-
 def use_stack_env(stack: LocalStack) -> None:
     """Point this process's AWS SDK at the stack."""
-    isolate_from_aws()
+    aws.isolate_from_aws()
     os.environ.update(stack.client_env())
 
 
@@ -299,30 +277,34 @@ def stop_on_signals() -> Iterator[None]:
 
 def run_demo(args: argparse.Namespace) -> int:
     progress = Progress()
-    model_dir, code_dir, where = model_source(args.archive, args.work_dir, args.model_dir)
-    progress.step(f"model: {where}")
+    progress.step(f"model: {local_stack.shown(args.archive)}")
     progress.step("writing sample files")
     # Its own directory, so a demo never disturbs a stack left running by `up`.
     run_dir = args.work_dir / "demo"
     sample_dir = run_dir / "samples"
     shutil.rmtree(sample_dir, ignore_errors=True)
     samples = sample_files.write_samples(sample_dir)
-    progress.step(f"  {len(samples)} files in {_shown(sample_dir)}")
-    progress.step("starting moto (S3, SQS, DynamoDB), the local endpoint and the poller")
+    progress.step(f"  {len(samples)} files in {local_stack.shown(sample_dir)}")
+    progress.step("starting moto (S3, SQS, DynamoDB), the model server and the function")
     stack: LocalStack | None = None
     with stop_on_signals():
         try:
             stack = local_stack.start(
-                model_dir,
-                code_dir,
+                args.archive,
                 run_dir,
                 visibility_timeout_s=args.visibility_timeout,
+                light_endpoint=args.light_endpoint,
             )
             use_stack_env(stack)
             progress.step(
                 f"  moto {stack.resources.moto_url}, endpoint {stack.endpoint_name} at "
-                f"{stack.endpoint_url}, logs in {_shown(stack.log_dir)}/"
+                f"{stack.endpoint_url} (model ready in {stack.endpoint_ready_s:.1f} s), "
+                f"logs in {local_stack.shown(stack.log_dir)}/"
             )
+            for line in what_runs(stack.parts, moto_version()):
+                progress.step(f"  {line}")
+            for notice in stack.parts.notices:
+                progress.step(f"  !!! {notice}")
             progress.step(f"uploading to s3://{stack.resources.bucket}/{INGEST_PREFIX}")
             keys = upload(boto3.client("s3"), stack.resources.bucket, sample_dir, samples)
             results = [FileResult(s, k) for s, k in zip(samples, keys, strict=True)]
@@ -347,166 +329,13 @@ def run_demo(args: argparse.Namespace) -> int:
         f"{sum(r.in_dlq for r in results)} in the DLQ, {len(missing)} unaccounted for; "
         f"{time.monotonic() - progress.started:.1f} s"
     )
+    for notice in stack.parts.notices if stack is not None else []:
+        say(f"!!! {notice}")
     if surprises:
         say(f"{len(surprises)} result(s) differ from what the sample was made to be (marked (!))")
     if missing:
-        say(f"not every file has a result: see the logs in {_shown(run_dir / 'logs')}/")
+        say(f"not every file has a result: see the logs in {local_stack.shown(run_dir / 'logs')}/")
         return 1
-    return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _running_pid(work_dir: Path) -> int | None:
-    pid_file = work_dir / "stack.pid"
-    if not pid_file.is_file():
-        return None
-    pid = int(pid_file.read_text(encoding="utf-8").strip() or 0)
-    return pid if pid and _pid_alive(pid) else None
-
-
-def env_lines(state: dict[str, Any]) -> list[str]:
-    return [f"export {k}={v}" for k, v in local_stack.client_env(state).items()]
-
-
-def _shown(path: Path) -> Path:
-    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
-
-
-def instructions(state: dict[str, Any], pid: int, work_dir: Path) -> str:
-    moto, bucket, prefix = state["moto_url"], state["bucket"], state["ingest_prefix"]
-    rel = _shown(work_dir / "env.sh")
-    return "\n".join(
-        [
-            f"Local stack running (pid {pid}); logs in {state['logs']}",
-            f"  S3, SQS, DynamoDB (moto): {moto}",
-            f"  SageMaker runtime:        {state['endpoint_url']} (endpoint "
-            f"{state['endpoint_name']})",
-            f"  bucket {bucket}, table {state['table']}",
-            "",
-            f"Point your shell at it (placeholder credentials, local only):  source {rel}",
-            "  (and put ecg-scorer on PATH:  source .venv/bin/activate)",
-            *[f"  {line}" for line in env_lines(state)],
-            "",
-            "Drop files in (site and device come from the key):",
-            f"  aws s3 cp FILE s3://{bucket}/{prefix}SITE/DEVICE/ --endpoint-url {moto}",
-            "  (or with the variables set, without --endpoint-url)",
-            "  ecg-scorer upload FILE --site SITE --device DEVICE",
-            "  sample files: .venv/bin/python -m ecg_scorer.local.demo samples  (writes "
-            f"{_shown(work_dir / 'samples')}/SITE/DEVICE/FILE)",
-            "",
-            "Query (with the variables above set):",
-            f"  ecg-scorer result s3://{bucket}/{prefix}SITE/DEVICE/FILE",
-            "  ecg-scorer device SITE DEVICE --since 7d",
-            "  ecg-scorer site SITE --since 7d",
-            "  ecg-scorer anomalies --since 7d",
-            "  ecg-scorer rejected --since 7d",
-            "  ecg-scorer export --since 7d --format csv --out results.csv",
-            "  ecg-scorer redrive        (dead-letter queue -> scoring queue)",
-            "",
-            "Stop it: make local-down",
-        ]
-    )
-
-
-def serve(args: argparse.Namespace) -> int:
-    """The background process of `up`: run the stack until SIGTERM (from `down`)."""
-    work_dir: Path = args.work_dir
-    model_dir, code_dir, _ = model_source(args.archive, work_dir, args.model_dir)
-    stopping = False
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    stack = local_stack.start(
-        model_dir, code_dir, work_dir / "stack", visibility_timeout_s=args.visibility_timeout
-    )
-    try:
-        state = stack.describe()
-        (work_dir / "env.sh").write_text("\n".join(env_lines(state)) + "\n", encoding="utf-8")
-        (work_dir / "stack.pid").write_text(str(os.getpid()), encoding="utf-8")
-        tmp = work_dir / "stack.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
-        tmp.replace(work_dir / "stack.json")
-        while not stopping:
-            for name, proc in (("endpoint", stack.endpoint_proc), ("poller", stack.poller_proc)):
-                if proc is not None and proc.poll() is not None:
-                    say(f"{name} exited with {proc.returncode}; stopping the stack")
-                    stopping = True
-            time.sleep(0.5)
-    finally:
-        stack.stop()
-        for name in ("stack.pid", "stack.json", "env.sh"):
-            (work_dir / name).unlink(missing_ok=True)
-    return 0
-
-
-def up(args: argparse.Namespace) -> int:
-    work_dir: Path = args.work_dir
-    pid = _running_pid(work_dir)
-    if pid is None:
-        (work_dir / "stack.json").unlink(missing_ok=True)
-        log = work_dir / "stack" / "logs" / "stack.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "ecg_scorer.local.demo", "serve"]
-        command += ["--work-dir", str(work_dir), "--archive", str(args.archive)]
-        if args.model_dir:
-            command += ["--model-dir", str(args.model_dir)]
-        if args.visibility_timeout:
-            command += ["--visibility-timeout", str(args.visibility_timeout)]
-        say("starting the local stack in the background ...")
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives this command and the terminal's Ctrl-C
-                cwd=REPO,
-            )
-        deadline = time.monotonic() + args.timeout
-        while not (work_dir / "stack.json").is_file():
-            if proc.poll() is not None:
-                say(f"the local stack did not start:\n{local_stack.tail(log, 30)}")
-                return 1
-            if time.monotonic() > deadline:
-                local_stack.stop_process(proc)
-                say(f"the local stack did not start in {args.timeout:.0f} s:")
-                say(local_stack.tail(log))
-                return 1
-            time.sleep(0.2)
-        pid = proc.pid
-    state = json.loads((work_dir / "stack.json").read_text(encoding="utf-8"))
-    say(instructions(state, pid, work_dir))
-    return 0
-
-
-def down(args: argparse.Namespace) -> int:
-    work_dir: Path = args.work_dir
-    pid = _running_pid(work_dir)
-    if pid is None:
-        say("no local stack running")
-        return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    for name in ("stack.pid", "stack.json", "env.sh"):
-        (work_dir / name).unlink(missing_ok=True)
-    say(f"local stack (pid {pid}) stopped")
     return 0
 
 
@@ -529,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--archive", type=Path, default=ARCHIVE, help="model.tar.gz to serve")
     parser.add_argument(
-        "--model-dir", type=Path, help="serve this model.pth + config.json with model_code/ instead"
+        "--light-endpoint",
+        action="store_true",
+        help="serve the model in one process instead of the toolkit and TorchServe",
     )
     parser.add_argument(
         "--timeout", type=float, default=240.0, help="seconds to wait for results (or start-up)"
@@ -543,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.work_dir = args.work_dir.resolve()
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    isolate_from_aws()
+    aws.isolate_from_aws()
     if args.mode == "run":
         args.visibility_timeout = args.visibility_timeout or DEMO_VISIBILITY_TIMEOUT_S
         try:
@@ -553,7 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, FileNotFoundError) as e:  # a part did not start or stopped
             say(f"demo failed: {e}")
             return 1
-    return {"up": up, "down": down, "serve": serve, "samples": write_sample_files}[args.mode](args)
+    return {
+        "up": daemon.up,
+        "down": daemon.down,
+        "serve": daemon.serve,
+        "samples": write_sample_files,
+    }[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The Lambda SQS event source mapping, locally: long-poll the queue, call the handler.
+"""The Lambda SQS event source mapping, locally: long-poll the queue, invoke the function.
 
 ``python -m ecg_scorer.local.poller --queue-url URL ...`` does what the Lambda service does
 for an SQS event source, with the function's environment taken from this process's:
@@ -7,15 +7,14 @@ for an SQS event source, with the function's environment taken from this process
   fill a batch) and build the event exactly as Lambda does (``Records`` with ``messageId``,
   ``receiptHandle``, ``body``, ``attributes``, ``messageAttributes``, ``md5OfBody``,
   ``eventSource``, ``eventSourceARN``, ``awsRegion``);
-- call the unchanged handler (``scorer.app.lambda_handler``) with a Lambda-like context, in
-  a child process (the function's execution environment: the handler is imported once there,
-  the cold start, and kept warm between batches);
-- enforce the function's timeout as Lambda does: an invocation still running at the deadline
-  is stopped (the child is killed and a fresh one is started for the next batch) and counts
-  as failed, so every message of its batch is left to come back after the visibility timeout;
+- invoke the function in one of up to ``--max-concurrency`` execution environments
+  (`function`: the ``sam build`` artifact run by the runtime's Python, with the function's
+  memory size and timeout enforced), so batches run side by side as the event source's
+  MaximumConcurrency allows;
 - with ``ReportBatchItemFailures``, delete every message of the batch but those listed in
-  ``batchItemFailures``; a handler exception or an invalid response fails the whole batch;
-  without it, a batch that returns is deleted whole;
+  ``batchItemFailures``; a function error (the handler raised, timed out, ran out of memory,
+  crashed) or an invalid response fails the whole batch; without it, a batch that returns is
+  deleted whole;
 - failed messages are left alone: they come back after the visibility timeout, and SQS moves
   them to the DLQ after ``maxReceiveCount`` receives.
 """
@@ -23,57 +22,25 @@ for an SQS event source, with the function's environment taken from this process
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
-import multiprocessing
 import os
+import queue
 import signal
 import sys
 import time
-import traceback
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
-from multiprocessing.connection import Connection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 
 from ecg_scorer.local import log_to_stderr
+from ecg_scorer.local.function import FunctionCode, FunctionRuntime
 
 log = logging.getLogger("ecg_scorer.local.poller")
-
-Handler = Callable[[dict[str, Any], Any], Any]
-
-
-@dataclass
-class LambdaContext:
-    """The attributes and method of the Lambda Python runtime's context object."""
-
-    function_name: str
-    memory_limit_in_mb: str  # the runtime passes it as the env string
-    timeout_s: float
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    region: str = "us-east-1"
-    account: str = "123456789012"
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_s
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:{self.region}:{self.account}:function:{self.function_name}"
-        )
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = f"local/[{self.function_version}]{uuid.uuid4().hex}"
-        self.identity = None
-        self.client_context = None
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
@@ -123,146 +90,20 @@ def failed_ids(response: Any, batch_ids: set[str]) -> set[str]:
 
 
 @dataclass
-class Invocation:
-    """How one invocation ended, as the Lambda service sees it."""
-
-    response: Any = None
-    error: str | None = None  # a function error: the handler raised, timed out or crashed
-
-
-def _json_default(value: Any) -> Any:
-    # The Python runtime's marshaller turns Decimal into a number; anything else it cannot
-    # serialise fails the invocation (Runtime.MarshalError).
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _serve(
-    conn: Connection, handler_name: str, function_name: str, memory_mb: int, region: str
-) -> None:
-    """The execution environment's main loop (in the child): import the handler once, then
-    run one invocation per event received."""
-    # Ctrl-C in a terminal reaches the whole process group: the poller decides when to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        handler = load_handler(handler_name)
-    except BaseException as e:  # an init error, as Lambda reports it
-        conn.send(("init_error", f"{type(e).__name__}: {e}", traceback.format_exc()))
-        return
-    conn.send(("ready", None, ""))
-    while True:
-        try:
-            event, timeout_s = conn.recv()
-        except (EOFError, OSError):  # the poller is gone
-            return
-        context = LambdaContext(function_name, str(memory_mb), timeout_s, region=region)
-        try:
-            response = handler(event, context)
-            # What Lambda hands back is the handler's return value serialised as JSON.
-            reply: tuple[str, Any, str] = (
-                "ok",
-                json.loads(json.dumps(response, default=_json_default)),
-                "",
-            )
-        except Exception as e:
-            reply = ("error", f"{type(e).__name__}: {e}", traceback.format_exc())
-        conn.send(reply)
-
-
-@dataclass
-class FunctionRuntime:
-    """The function's execution environment: a child process that imports the handler (the
-    cold start) and runs one invocation at a time. An invocation still running at the
-    timeout is stopped by killing the child, as Lambda stops the function; the next
-    invocation starts a fresh one."""
-
-    handler_name: str
-    function_name: str
-    memory_mb: int
-    region: str = "us-east-1"
-    init_timeout_s: float = 120.0
-    _process: Any = field(default=None, repr=False)
-    _conn: Connection | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        """Start the child and wait for the handler's import; RuntimeError if it fails."""
-        self.stop()
-        # spawn, not fork: the child starts clean (no copied threads or sockets of boto3 or
-        # moto), as a new execution environment does.
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        process = ctx.Process(
-            target=_serve,
-            args=(child, self.handler_name, self.function_name, self.memory_mb, self.region),
-            name=f"{self.function_name}-runtime",
-            daemon=True,
-        )
-        process.start()
-        child.close()
-        self._process, self._conn = process, parent
-        if not parent.poll(self.init_timeout_s):
-            self.stop()
-            raise RuntimeError(f"handler {self.handler_name} did not initialise in time")
-        try:
-            kind, message, trace = parent.recv()
-        except EOFError:
-            self.stop()
-            raise RuntimeError(f"runtime exited while importing {self.handler_name}") from None
-        if kind != "ready":
-            self.stop()
-            raise RuntimeError(
-                f"handler {self.handler_name} failed to initialise: {message}\n{trace}"
-            )
-
-    def invoke(self, event: dict[str, Any], timeout_s: float) -> Invocation:
-        """Run the handler on one event; stop it at ``timeout_s``."""
-        if self._conn is None or self._process is None or not self._process.is_alive():
-            try:
-                self.start()
-            except RuntimeError as e:
-                return Invocation(error=str(e))
-        assert self._conn is not None
-        self._conn.send((event, timeout_s))
-        if not self._conn.poll(timeout_s):
-            self.stop()  # Lambda stops the function and resets its environment
-            return Invocation(error=f"Task timed out after {timeout_s:.2f} seconds")
-        try:
-            kind, payload, trace = self._conn.recv()
-        except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
-            self.stop()
-            return Invocation(error=f"Runtime exited with error: exit code {code}")
-        if kind == "ok":
-            return Invocation(response=payload)
-        log.error("handler raised; the whole batch returns to the queue\n%s", trace.rstrip())
-        return Invocation(error=str(payload))
-
-    def stop(self) -> None:
-        """Kill the child (if running) and forget it."""
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
-        if conn is not None:
-            conn.close()
-        if process is not None:
-            if process.is_alive():
-                process.kill()
-            process.join(timeout=10)
-
-
-@dataclass
 class BatchOutcome:
     received: int
     deleted: int
     failed: list[str]  # message ids left in the queue
     error: str | None = None
+    duration_ms: float = 0.0
+    max_memory_mb: float = 0.0
 
 
 @dataclass
 class Poller:
     sqs: Any
     queue_url: str
-    runtime: Any  # FunctionRuntime, or anything with its invoke(event, timeout_s)
+    runtime: Any  # a FunctionRuntime, or anything with its invoke(event, timeout_s)
     timeout_s: float
     batch_size: int = 10
     batching_window_s: float = 0.0
@@ -305,10 +146,12 @@ class Poller:
                 time.sleep(0.05)
         return messages
 
-    def process(self, messages: list[dict[str, Any]]) -> BatchOutcome:
+    def process(self, messages: list[dict[str, Any]], runtime: Any = None) -> BatchOutcome:
+        """Invoke the function on one batch (in ``runtime``, default `runtime`) and delete
+        what succeeded."""
         event = {"Records": [sqs_record(m, self.queue_arn, self.region) for m in messages]}
         ids = {m["MessageId"] for m in messages}
-        invocation = self.runtime.invoke(event, self.timeout_s)
+        invocation = (runtime or self.runtime).invoke(event, self.timeout_s)
         if invocation.error is not None:
             # A function error (raised, timed out, crashed) fails the whole batch, as in
             # Lambda: nothing is deleted and every message comes back after the visibility
@@ -327,13 +170,25 @@ class Poller:
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
                 ],
             )
-        return BatchOutcome(len(messages), len(done), sorted(keep), invocation.error)
+        return BatchOutcome(
+            len(messages),
+            len(done),
+            sorted(keep),
+            invocation.error,
+            invocation.duration_ms,
+            invocation.max_memory_mb,
+        )
 
     def poll_once(self) -> BatchOutcome | None:
+        """Receive one batch and invoke the function on it, here and now."""
         messages = self.receive()
         if not messages:
             return None
         outcome = self.process(messages)
+        self.report(outcome)
+        return outcome
+
+    def report(self, outcome: BatchOutcome) -> None:
         log.info(
             "batch of %d: %d deleted, %d left for retry: [%s]%s",
             outcome.received,
@@ -342,80 +197,134 @@ class Poller:
             ",".join(outcome.failed),
             f" ({outcome.error})" if outcome.error else "",
         )
-        return outcome
+        log.info(
+            "REPORT Duration: %.0f ms Max Memory Used: %.0f MB",
+            outcome.duration_ms,
+            outcome.max_memory_mb,
+        )
 
+    def run(self, pool: list[Any], keep_going: Callable[[], bool]) -> None:
+        """Receive batches and invoke the function on each in the first idle environment of
+        ``pool``: up to len(pool) invocations at once, as MaximumConcurrency allows. The most
+        recently used environment is reused first (it is warm); the others start only when
+        batches overlap. Raises after 5 failed receives in a row (the queue is gone)."""
+        idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        for runtime in reversed(pool):
+            idle.put(runtime)
 
-def load_handler(dotted: str) -> Handler:
-    module_name, _, attr = dotted.rpartition(".")
-    handler: Handler = getattr(importlib.import_module(module_name), attr)
-    return handler
+        def invoke(runtime: Any, messages: list[dict[str, Any]]) -> None:
+            try:
+                self.report(self.process(messages, runtime))
+            except Exception:
+                log.exception("batch failed; its messages come back after the visibility timeout")
+            finally:
+                idle.put(runtime)
+
+        workers = ThreadPoolExecutor(max_workers=len(pool), thread_name_prefix="invoke")
+        failures_in_a_row = 0
+        try:
+            while keep_going():
+                try:
+                    runtime = idle.get(timeout=1.0)
+                except queue.Empty:
+                    continue  # every environment is busy
+                try:
+                    messages = self.receive()
+                    failures_in_a_row = 0
+                except Exception:
+                    idle.put(runtime)
+                    failures_in_a_row += 1
+                    log.exception("polling failed")
+                    if failures_in_a_row >= 5:
+                        raise
+                    time.sleep(1.0)
+                    continue
+                if messages:
+                    workers.submit(invoke, runtime, messages)
+                else:
+                    idle.put(runtime)
+        finally:
+            # Leave at once, even mid-invocation: the caller stops the environments, and the
+            # batches in flight come back after their visibility timeout, as when Lambda
+            # stops a function.
+            workers.shutdown(wait=False, cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--python", type=Path, required=True, help="the runtime's interpreter")
+    parser.add_argument("--code-dir", type=Path, required=True, help="LAMBDA_TASK_ROOT")
     parser.add_argument("--handler", default="scorer.app.lambda_handler")
-    parser.add_argument("--function-name", default="ecg-scorer-local-score")
     parser.add_argument("--timeout", type=float, default=60.0, help="function timeout, s")
     parser.add_argument("--memory", type=int, default=1024, help="function memory, MB")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--batching-window", type=float, default=0.0)
+    parser.add_argument("--max-concurrency", type=int, default=1)
     parser.add_argument("--report-batch-item-failures", action="store_true")
     parser.add_argument("--wait-seconds", type=int, default=1, help="long-poll wait per call")
+    parser.add_argument("--function-log", type=Path, help="where the function's output goes")
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args(argv)
     log_to_stderr(log, "poller")
+    log_to_stderr(logging.getLogger("ecg_scorer.local.function"), "poller")
 
     def stop(signum: int, frame: Any) -> None:
-        # Leave at once, even mid-invocation: the finally below kills the function's child
-        # process, and the batch in flight comes back after its visibility timeout, as when
-        # Lambda stops a function.
+        # Leave at once, even mid-invocation: the finally below kills the functions'
+        # processes, and the batches in flight come back after their visibility timeout, as
+        # when Lambda stops a function.
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    code = FunctionCode(args.python, args.code_dir, args.handler, "", True)
+    # The function's environment is this process's, minus what only the poller uses.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pool = [
+        FunctionRuntime(code, env, args.memory, args.function_log)
+        for _ in range(max(1, args.max_concurrency))
+    ]
     region = os.environ.get("AWS_REGION", "us-east-1")
-    runtime = FunctionRuntime(args.handler, args.function_name, args.memory, region)
-    # Importing the handler reads the function's configuration, as a Lambda cold start does:
-    # a missing variable fails here, before any message is taken.
     try:
-        runtime.start()
-    except RuntimeError as e:
-        log.error("%s", e)
-        return 1
-    poller = Poller(
-        sqs=boto3.client("sqs"),
-        queue_url=args.queue_url,
-        runtime=runtime,
-        timeout_s=args.timeout,
-        batch_size=args.batch_size,
-        batching_window_s=args.batching_window,
-        report_batch_item_failures=args.report_batch_item_failures,
-        wait_seconds=args.wait_seconds,
-        region=region,
-    )
-    parent = os.getppid()
-    if args.ready_file:
-        tmp = args.ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid()}), encoding="utf-8")
-        tmp.replace(args.ready_file)
-    log.info("polling %s for %s", args.queue_url, args.handler)
-    failures_in_a_row = 0
-    try:
-        while os.getppid() == parent:
-            try:
-                poller.poll_once()
-                failures_in_a_row = 0
-            except Exception:
-                # The queue itself is unreachable (e.g. the stack is stopping): back off.
-                failures_in_a_row += 1
-                log.exception("polling failed")
-                if failures_in_a_row >= 5:
-                    return 1
-                time.sleep(1.0)
+        # The first environment's cold start reads the function's configuration: a missing
+        # variable or package fails here, before any message is taken.
+        try:
+            pool[0].start()
+        except RuntimeError as e:
+            log.error("%s", e)
+            return 1
+        log.info("function runs on Python %s from %s", pool[0].python_version, args.code_dir)
+        poller = Poller(
+            sqs=boto3.client("sqs"),
+            queue_url=args.queue_url,
+            runtime=pool[0],
+            timeout_s=args.timeout,
+            batch_size=args.batch_size,
+            batching_window_s=args.batching_window,
+            report_batch_item_failures=args.report_batch_item_failures,
+            wait_seconds=args.wait_seconds,
+            region=region,
+        )
+        if args.ready_file:
+            tmp = args.ready_file.with_suffix(".tmp")
+            ready = {"pid": os.getpid(), "python": pool[0].python_version}
+            tmp.write_text(json.dumps(ready), encoding="utf-8")
+            tmp.replace(args.ready_file)
+        log.info(
+            "polling %s for %s, up to %d invocations at once",
+            args.queue_url,
+            args.handler,
+            len(pool),
+        )
+        parent = os.getppid()
+        try:
+            poller.run(pool, keep_going=lambda: os.getppid() == parent)
+        except Exception:
+            return 1  # the queue is unreachable (e.g. the stack is stopping); logged above
     finally:
-        runtime.stop()
+        for runtime in pool:
+            runtime.stop()
     return 0
 
 

@@ -7,10 +7,12 @@
   endpoint's own format ("seed"), rich JSON with metadata, CSV with unit suffixes, a time
   column and ``# key: value`` comments, NPY and NPZ, at several sampling rates and lead sets
   (extra leads, lower-case names, unnamed columns);
+- EDF recordings written here, one of them a 24-h 3-lead Holter (~100 MB, made on the fly,
+  never committed) that the pipeline scores in chunks as one file;
 - files the Lambda must reject with a reason: too short, a missing lead, no numbers at all,
-  a corrupt and a pickled ``.npy``, an unsupported format, and WFDB (``.hea``/``.dat``),
-  which the Lambda does not read yet;
-- the real PhysioNet recordings from ``../shared/data/ecg/csv`` when that folder exists.
+  a corrupt and a pickled ``.npy``, an unsupported format;
+- the real PhysioNet recordings from ``../shared/data/ecg`` when that folder exists: CSV
+  excerpts, WFDB records as separate parts (``.hea``, ``.dat``...) and one zipped.
 
 Synthetic recordings are drawn from a fixed seed, so the set is the same on every run.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,6 +52,12 @@ class Sample:
     path: str  # "<site>/<device>/<file>"
     expect: str  # NORMAL, ANOMALOUS, SCORED or REJECTED
     what: str  # one line for people: format, rate, leads, why it is there
+    part_of: str | None = None  # a WFDB part: the path of its record's header (its item's)
+
+    @property
+    def item_path(self) -> str:
+        """Whose item tells what became of this file."""
+        return self.part_of or self.path
 
     @property
     def site(self) -> str:
@@ -98,6 +107,54 @@ def _csv(
         cells += [f"{v:.4f}" for v in row]
         lines.append(",".join(cells))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def edf_bytes(
+    signal: np.ndarray, fs: int, leads: Sequence[str], start: datetime, repeat: int = 1
+) -> bytes:
+    """A plain EDF file (1-s data records, 16-bit, uV) of ``signal`` [T, C] in mV, played
+    ``repeat`` times: what a Holter or patch exports. Written with NumPy, not a library, as a
+    device would (and a day is a short recording repeated, not 400 MB of floats in memory)."""
+    n_records = signal.shape[0] // fs * repeat
+    ns = len(leads)
+    phys = 10_000.0  # +/-10 mV in uV
+    field = lambda text, width: text.ljust(width)[:width]  # noqa: E731
+    head = "".join(
+        [
+            field("0", 8),
+            field("X X X X", 80),
+            field(
+                f"Startdate {start.day:02d}-{start:%b}-{start.year} X X X".upper().replace(
+                    "STARTDATE", "Startdate"
+                ),
+                80,
+            ),
+            field(f"{start:%d.%m.%y}", 8),
+            field(f"{start:%H.%M.%S}", 8),
+            field(str(256 * (ns + 1)), 8),
+            field("", 44),
+            field(str(n_records), 8),
+            field("1", 8),
+            field(str(ns), 4),
+        ]
+    )
+    columns = [
+        [field(f"ECG {lead}", 16) for lead in leads],
+        [field("AgAgCl electrode", 80)] * ns,
+        [field("uV", 8)] * ns,
+        [field(f"{-phys:g}", 8)] * ns,
+        [field(f"{phys:g}", 8)] * ns,
+        [field("-32768", 8)] * ns,
+        [field("32767", 8)] * ns,
+        [field("HP:0.05Hz LP:40Hz", 80)] * ns,
+        [field(str(fs), 8)] * ns,
+        [field("", 32)] * ns,
+    ]
+    head += "".join("".join(column) for column in columns)
+    once = signal[: signal.shape[0] // fs * fs]
+    digital = np.clip(np.round(once * 1000 / phys * 32767.5 - 0.5), -32768, 32767)
+    records = digital.astype("<i2").reshape(-1, fs, ns).transpose(0, 2, 1)
+    return head.encode("ascii") + records.tobytes() * repeat
 
 
 def _json(doc: dict[str, Any]) -> bytes:
@@ -246,30 +303,81 @@ def _pickled_npy() -> bytes:
 
 
 def real_samples(shared: Path = SHARED_ECG) -> list[tuple[Sample, bytes]]:
-    """The real PhysioNet recordings, as the files are (empty when the folder is absent)."""
+    """The real PhysioNet recordings, as the files are (empty when the folder is absent):
+    CSV excerpts, WFDB records uploaded part by part, and one record zipped."""
     out: list[tuple[Sample, bytes]] = []
     csv_dir = shared / "csv"
     notes: dict[str, tuple[str, str]] = {
         "ptbdb_s0010_re_i_ii_v2_38s_1000hz.csv": (SCORED, "real PTB i, ii, v2 at 1000 Hz"),
-        "mimicdb_041s_III_I_V_16s_500hz.csv": (REJECTED, "real MIMIC III, I, V: no lead II"),
+        "mimicdb_041s_III_I_V_16s_500hz.csv": (REJECTED, "real MIMIC III, I, V: no V2"),
         "ptbdb_s0010_re_vxvyvz_10s_1000hz.csv": (REJECTED, "real PTB Frank leads only"),
     }
     if csv_dir.is_dir():
         for path in sorted(csv_dir.glob("*.csv")):
             expect, what = notes.get(path.name, (SCORED, "real recording"))
             out.append((Sample(f"physionet/csv/{path.name}", expect, what), path.read_bytes()))
-    wfdb = shared / "wfdb"
-    for name in ("test01_00s.hea", "test01_00s.dat"):
-        if (wfdb / name).is_file():
-            what = "real WFDB file: not a format the Lambda reads yet"
-            out.append(
-                (Sample(f"physionet/wfdb/{name}", REJECTED, what), (wfdb / name).read_bytes())
-            )
+    wfdb_dir = shared / "wfdb"
+    records = {
+        "s0010_re": (SCORED, "real PTB record, 15 leads at 1000 Hz (.hea, .dat, .xyz)"),
+        "test01_00s": (REJECTED, "real motion-artifact record: 8 s, shorter than a window"),
+    }
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        for stem, (expect, what) in records.items():
+            header_path = wfdb_dir / f"{stem}.hea"
+            if not header_path.is_file():
+                continue
+            header = f"physionet/wfdb/{stem}.hea"
+            out.append((Sample(header, expect, what), header_path.read_bytes()))
+            for name in _signal_files(header_path):
+                body = (wfdb_dir / name).read_bytes()
+                part = Sample(f"physionet/wfdb/{name}", expect, f"a part of {stem}", header)
+                out.append((part, body))
+                if stem == "s0010_re":
+                    archive.writestr(f"{stem}/{name}", body)
+            if stem == "s0010_re":
+                archive.writestr(f"{stem}/{stem}.hea", header_path.read_bytes())
+    if zipped.tell() > 22:  # more than an empty archive
+        what = "the PTB record zipped (one record: .hea and its files)"
+        out.append((Sample("physionet/zip/s0010_re.zip", SCORED, what), zipped.getvalue()))
     return out
 
 
+def _signal_files(header: Path) -> list[str]:
+    """The files a (single-segment) WFDB header names: its signal lines' first field."""
+    lines = [ln for ln in header.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return list(dict.fromkeys(line.split()[0] for line in lines[1:]))
+
+
+def device_samples(seed: int = 11) -> list[tuple[Sample, bytes]]:
+    """EDF files as Holters and patches export them: a 10-minute recording, and a 24-hour
+    3-lead Holter at 200 Hz (~100 MB: made here, never committed) that the pipeline reads
+    by range in hour-long chunks and scores as one file of 8,640 windows."""
+    syn = load_synthetic()
+    rng = np.random.default_rng(seed)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    ten_minutes = syn.synthesize("normal", 600.0, 500.0, list(MODEL_LEADS), rng)
+    holter_minute = syn.synthesize("normal", 60.0, 200.0, list(MODEL_LEADS), rng)
+    return [
+        (
+            Sample(
+                "ward-c/patch-21/ten_minutes.edf", NORMAL, "normal: EDF, 3 leads, 500 Hz, 10 min"
+            ),
+            edf_bytes(ten_minutes, 500, MODEL_LEADS, start),
+        ),
+        (
+            Sample(
+                "ward-c/holter-5/holter_24h.edf",
+                SCORED,
+                "EDF Holter, 3 leads at 200 Hz, 24 h: scored in 24 chunks as one file",
+            ),
+            edf_bytes(holter_minute, 200, MODEL_LEADS, start, repeat=24 * 60),
+        ),
+    ]
+
+
 def all_samples(shared: Path = SHARED_ECG) -> list[tuple[Sample, bytes]]:
-    return synthetic_samples() + bad_samples() + real_samples(shared)
+    return synthetic_samples() + device_samples() + bad_samples() + real_samples(shared)
 
 
 def write_samples(

@@ -1,11 +1,18 @@
 """Lambda entry point: an SQS batch of S3 upload events -> one item per file in PredictionsTable.
 
-Two phases instead of Powertools' record-by-record BatchProcessor, because every window of
-the batch must reach the endpoint together (few InvokeEndpoint calls):
+Phases instead of Powertools' record-by-record BatchProcessor, because every window of the
+batch must reach the endpoint together (few InvokeEndpoint calls):
 
-1. per message and per S3 record: read the object, prepare its windows (a file problem
-   becomes a REJECTED item; a transient or system problem fails the message);
-2. score all windows of the batch at once, then write one item per file.
+1. per message and per S3 record: read the object (S3 GETs in a bounded thread pool), prepare
+   its windows one file at a time (a file problem becomes a REJECTED item; a transient or
+   system problem fails the message);
+2. score all windows of the batch at once;
+3. write one item per file (PutItems in the same bounded pool).
+
+Whatever goes wrong with one file, even a bug, is that file's outcome alone: its message
+goes back to the queue (and after 5 receives to the DLQ), never the whole batch. Logs name
+a file by its hash (``schema.file_hash``), never by its key: file names can carry patient
+data; ``ecg-scorer`` resolves hashes for people who may read the table.
 
 The answer keeps the SQS partial-batch format: ``{"batchItemFailures": [{"itemIdentifier":
 <messageId>}]}`` lists the messages to deliver again (transient or system faults); every
@@ -14,26 +21,24 @@ other message is deleted. Nothing in S3 is ever modified or deleted.
 
 from __future__ import annotations
 
-import json
-import re
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from scorer import endpoint, readers, store
-from scorer.config import Settings, load_settings
-from scorer.errors import (
+from scorer import endpoint, events, fanout, intake, keys, objects, schema, store
+from scorer.budget import (
     DYNAMODB_CONNECT_S,
     DYNAMODB_READ_S,
     ENDPOINT_CONNECT_S,
@@ -41,27 +46,33 @@ from scorer.errors import (
     S3_ATTEMPTS,
     S3_CONNECT_S,
     S3_READ_S,
-    S3_READ_WORST_S,
     STORE_MARGIN_S,
     Budget,
-    RejectedFile,
-    ScorerError,
-    SystemFault,
-    TransientError,
 )
-from scorer.prepare import Prepared, prepare
-from scorer.store import FileFacts, FileRef
+from scorer.config import Settings, load_settings
+from scorer.errors import RejectedFile, ScorerError, SystemFault, TransientError
+from scorer.fanout import ChunkOrder
+from scorer.prepare import Prepared
+from scorer.uploads import FileFacts, FileRef
+from scorer.window_results import Summary, WindowResults, summary_of
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
 SETTINGS = load_settings()  # fails the cold start, naming the missing variable
-INCOMING = "incoming/"
-NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Our retry loops (errors.retry) are the ones that count for the endpoint and the table:
+REGISTERED: set[tuple[str, str]] = set()  # devices this container has put in the registry
+# S3 GETs and PutItems wait on the network: a few at once make a batch's wall time the
+# scoring's, not the sum of its round trips. Bytes read but not yet prepared stay under
+# PREFETCH_BYTES, so parallel reads never multiply a large file's memory.
+IO_THREADS = 8
+PREFETCH_BYTES = 32 * 1024 * 1024
+# Windows are scored in rounds of a few full endpoint calls (~16 MB of float32 at 4 calls of
+# ~166 windows): full requests, while a batch of long files never holds all its windows.
+CALLS_PER_ROUND = 4
+# Our retry loops (budget.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
-# errors.py's, which also budgets each call's worst case (connect + read timeout).
+# budget.py's, which also budgets each call's worst case (connect + read timeout).
 _NO_RETRY = {"mode": "standard", "total_max_attempts": 1}
 S3 = boto3.client(
     "s3",
@@ -69,14 +80,19 @@ S3 = boto3.client(
         connect_timeout=S3_CONNECT_S,
         read_timeout=S3_READ_S,
         retries={"mode": "standard", "total_max_attempts": S3_ATTEMPTS},
+        max_pool_connections=IO_THREADS,
     ),
 )
 DYNAMODB = boto3.client(
     "dynamodb",
     config=Config(
-        connect_timeout=DYNAMODB_CONNECT_S, read_timeout=DYNAMODB_READ_S, retries=_NO_RETRY
+        connect_timeout=DYNAMODB_CONNECT_S,
+        read_timeout=DYNAMODB_READ_S,
+        retries=_NO_RETRY,
+        max_pool_connections=IO_THREADS,
     ),
 )
+SQS = boto3.client("sqs", config=Config(connect_timeout=3, read_timeout=10, retries=_NO_RETRY))
 # A serverless container has 60 s to answer; a little more for the network.
 SAGEMAKER_RUNTIME = boto3.client(
     "sagemaker-runtime",
@@ -91,6 +107,7 @@ class Clients:
     s3: Any
     dynamodb: Any
     runtime: Any
+    sqs: Any = None  # chunk orders and second looks (only long or multi-part recordings)
 
 
 @dataclass
@@ -100,21 +117,26 @@ class Job:
     message_id: str
     ref: FileRef
     facts: FileFacts = field(default_factory=FileFacts)
+    order: ChunkOrder | None = None  # a chunk of a long recording
+    looks: int = 0  # earlier looks at an upload waiting for its record's other parts
+    gathered: intake.Gathered | None = None
     prepared: Prepared | None = None
     score: endpoint.FileScore | None = None
     rejection: RejectedFile | None = None
     failure: ScorerError | None = None
 
-    def log_keys(self) -> dict[str, Any]:
-        # Correlation by file; never patient references or samples.
-        return {"bucket": self.ref.bucket, "key": self.ref.key, "version_id": self.ref.version_id}
+    @property
+    def file(self) -> str:
+        # Correlation by file in logs; never its key (names can carry patient data).
+        return schema.file_hash(self.ref.bucket, self.ref.key)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_batch(event, context, Clients(S3, DYNAMODB, SAGEMAKER_RUNTIME), SETTINGS)
+    clients = Clients(S3, DYNAMODB, SAGEMAKER_RUNTIME, SQS)
+    return process_batch(event, context, clients, SETTINGS)
 
 
 def process_batch(
@@ -132,25 +154,47 @@ def process_batch(
     store_budget = Budget(context, margin_s=STORE_MARGIN_S, sleep=sleep)
     failed: dict[str, None] = {}  # message ids, in order
     jobs: list[Job] = []
-    for record in event.get("Records", []):
-        message_id = record["messageId"]
-        try:
-            jobs.extend(jobs_of_message(message_id, record.get("body", "")))
-        except (ValueError, KeyError, TypeError):
-            # Not an S3 notification: back to the queue, and after 5 receives to the DLQ
-            # where a person can look at it (nothing is dropped silently).
+    for message in events.messages(event):
+        jobs.extend(Job(message.message_id, ref) for ref in message.refs)
+        jobs.extend(Job(message.message_id, o.ref, o.facts, order=o) for o in message.chunks)
+        jobs.extend(Job(message.message_id, r.ref, looks=r.attempt) for r in message.rechecks)
+        if message.problem is not None:
+            # Not an S3 notification, or a malformed record: back to the queue, and after 5
+            # receives to the DLQ where a person can look at it (nothing dropped silently).
             logger.error(
-                "message is not an S3 event notification", extra={"message_id": message_id}
+                "message is not a readable S3 event notification",
+                extra={"message_id": message.message_id, "problem": message.problem},
             )
-            failed[message_id] = None
+            failed[message.message_id] = None
 
+    per_call = endpoint.windows_per_call(settings.max_payload_bytes, settings.window_bytes)
+    round_windows = per_call * CALLS_PER_ROUND
+    scoring = Scoring(clients.runtime, settings, budget)
+    with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io") as pool:
+        writes: list[Future] = []
+
+        def finish(round_jobs: list[Job]) -> None:
+            scoring.score(round_jobs)
+            writes.extend(
+                pool.submit(write_isolated, job, clients, settings, store_budget)
+                for job in round_jobs
+            )
+
+        round_jobs: list[Job] = []
+        windows = 0
+        records: set[tuple[str, str, str | None]] = set()  # scored in this batch already
+        for job, read in prefetched(pool, jobs, clients, settings, budget):
+            with file_context(job):
+                isolated(job, "preparing", read_and_prepare, job, read, settings, records)
+            round_jobs.append(job)
+            windows += len(job.prepared.windows) if job.prepared is not None else 0
+            if windows >= round_windows:
+                finish(round_jobs)
+                round_jobs, windows = [], 0
+        finish(round_jobs)
+        for future in writes:
+            future.result()  # write_isolated never raises
     for job in jobs:
-        with logger.append_context_keys(**job.log_keys()):
-            read_and_prepare(job, clients.s3, settings, budget)
-    score(jobs, clients.runtime, settings, budget)
-    for job in jobs:
-        with logger.append_context_keys(**job.log_keys()):
-            write(job, clients.dynamodb, settings, store_budget)
         if job.failure is not None:
             failed[job.message_id] = None
 
@@ -162,121 +206,116 @@ def process_batch(
     return {"batchItemFailures": [{"itemIdentifier": mid} for mid in failed]}
 
 
-def jobs_of_message(message_id: str, body: str) -> list[Job]:
-    """The S3 records of one SQS message that we score; ValueError if it is no S3 event."""
+@contextmanager
+def file_context(job: Job) -> Iterator[None]:
+    """Log lines name the file (by hash) while one thread works on it."""
+    logger.thread_safe_append_keys(file=job.file)
     try:
-        doc = json.loads(body)
-    except (TypeError, ValueError) as e:
-        raise ValueError("body is not JSON") from e
-    if not isinstance(doc, dict):
-        raise ValueError("body is not a JSON object")
-    if doc.get("Event") == "s3:TestEvent":
-        logger.info("ignoring s3:TestEvent")
-        return []
-    records = doc.get("Records")
-    if not isinstance(records, list):
-        raise ValueError("no Records")
-    jobs = []
-    for rec in records:
-        if rec.get("eventSource") != "aws:s3" or not str(rec.get("eventName", "")).startswith(
-            "ObjectCreated:"
-        ):
-            continue
-        obj = rec["s3"]["object"]
-        key = unquote_plus(obj["key"])  # keys arrive URL-encoded, spaces as '+'
-        if not key.startswith(INCOMING) or key.endswith("/"):
-            continue
-        ref = FileRef(
-            bucket=rec["s3"]["bucket"]["name"],
-            key=key,
-            version_id=obj.get("versionId") or None,
-            etag=obj.get("eTag") or None,
-            size_bytes=int(obj.get("size", 0)),
-            sequencer=obj.get("sequencer") or None,
-            uploaded_at=_parse_time(rec.get("eventTime")) or datetime.now(UTC),
-        )
-        jobs.append(Job(message_id, ref))
-    return jobs
+        yield
+    finally:
+        logger.thread_safe_remove_keys(["file"])
 
 
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text.strip():
-        return None
+_metrics_lock = threading.Lock()
+
+
+def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
+    """Add a metric from any thread (Powertools' metric set is not thread-safe)."""
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def isolated(job: Job, stage: str, step: Callable[..., None], *args: Any) -> None:
+    """Run one file's step; an unexpected error becomes that file's system fault.
+
+    Logged with its type and place only: an exception's text can quote the file's content.
+    """
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    # A time with no zone is taken as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _name_part(value: str, what: str) -> str:
-    if not NAME_PART.match(value):
-        raise RejectedFile(
-            f"{what} {value[:70]!r} must be 1-64 letters, digits, '.', '_' or '-'", f"bad_{what}"
+        step(*args)
+    except Exception as error:
+        job.failure = SystemFault(f"unexpected {type(error).__name__} {stage} the file")
+        logger.error(
+            "unexpected error; the file's message will be retried",
+            extra={"stage": stage, "error": type(error).__name__, "at": _origin(error)},
         )
-    return value
 
 
-def _object_metadata(raw: dict[str, str]) -> dict[str, str]:
-    """S3 user metadata (x-amz-meta-*), keys normalised like the files' metadata keys."""
-    out = {}
-    for key, value in raw.items():
-        norm = readers.META_ALIASES.get(key.lower().replace("-", "_"))
-        if norm and value.strip():
-            out[norm] = value.strip()
-    return out
+def _origin(error: BaseException) -> str:
+    """file:line where an exception was raised, e.g. ``prepare.py:212``."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return "?"
+    return f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}"
+
+
+Read = Future | ScorerError  # a pending S3 read, or why the file was never read
+
+
+def prefetched(
+    pool: ThreadPoolExecutor, jobs: list[Job], clients: Clients, settings: Settings, budget: Budget
+) -> Iterator[tuple[Job, Read]]:
+    """Each job with its read, in order, while the next reads run in the pool.
+
+    A read starts only while the bytes read and not yet prepared stay under PREFETCH_BYTES
+    (by the event's sizes; a chunk counts as a whole chunk); a larger file is read alone.
+    """
+    queue: deque[tuple[Job, Read, int]] = deque()
+    reserved = 0
+    for job in jobs:
+        if job.order is None:
+            try:
+                intake.check_name(job.ref, job.facts, settings)
+            except ScorerError as error:
+                queue.append((job, error, 0))
+                continue
+        size = fanout.CHUNK_BYTES if job.order is not None else max(job.ref.size_bytes, 1)
+        while queue and reserved + size > PREFETCH_BYTES:
+            done, read, held = queue.popleft()
+            reserved -= held
+            yield done, read
+        queue.append((job, pool.submit(_gather_in_thread, job, clients, settings, budget), size))
+        reserved += size
+    while queue:
+        done, read, _ = queue.popleft()
+        yield done, read
+
+
+def _gather_in_thread(
+    job: Job, clients: Clients, settings: Settings, budget: Budget
+) -> tuple[FileRef, intake.Gathered]:
+    with file_context(job):
+        return intake.gather(job.ref, job.order, clients.s3, clients.dynamodb, settings, budget)
 
 
 @tracer.capture_method(capture_response=False)
-def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> None:
-    """Read, check and prepare one file; sets job.prepared, job.rejection or job.failure.
-
-    The object is read only when the budget covers the read's worst case; otherwise the
-    file's message goes back to the queue.
-    """
-    ref, facts = job.ref, job.facts
-    parts = ref.key.split("/")
-    if len(parts) >= 4:
-        facts.site, facts.device = parts[1], parts[2]
+def read_and_prepare(
+    job: Job, read: Read, settings: Settings, records: set[tuple[str, str, str | None]]
+) -> None:
+    """Check and prepare one file once read; sets job.prepared, job.rejection or job.failure
+    (or job.gathered, for what is not prepared now: a fan-out, a wait, nothing to do)."""
     try:
-        facts.format = readers.file_format(ref.key)
-        readers.check_size(ref.size_bytes or 1, settings.max_file_bytes)
-        if not budget.allows(S3_READ_WORST_S):
-            raise TransientError("no time left in this invocation to read the file")
-        data, s3_meta = fetch(s3, ref, settings.max_file_bytes)
-        recording = readers.read_recording(data, ref.key)
-        meta = {**recording.metadata, **s3_meta}  # key < file < S3 object metadata
-        facts.site = _name_part(meta["site"], "site") if "site" in meta else facts.site
-        facts.device = _name_part(meta["device"], "device") if "device" in meta else facts.device
-        facts.patient_ref, facts.record_id = meta.get("patient_ref"), meta.get("record_id")
-        if not (facts.site and facts.device):
-            raise RejectedFile(
-                "the site and device are unknown: upload to incoming/<site>/<device>/<file> "
-                "or give site and device as metadata",
-                "no_site_device",
-            )
-        if "recorded_at" in meta:
-            facts.recorded_at = _parse_time(meta["recorded_at"])
-            if facts.recorded_at is None:
-                raise RejectedFile(
-                    f"recorded_at {meta['recorded_at'][:40]!r} is not an ISO 8601 time "
-                    "(e.g. 2026-11-27T08:30:00Z)",
-                    "bad_recorded_at",
-                )
-        if recording.fs is None and "sampling_rate_hz" in s3_meta:
-            recording.fs = readers.parse_rate(
-                s3_meta["sampling_rate_hz"], "S3 metadata sampling-rate-hz"
-            )
-        if recording.leads is None and "leads" in s3_meta:
-            names = [n.strip() for n in s3_meta["leads"].split(",")]
-            recording.leads = readers.lead_names(names, recording.signal.shape[1], "S3 metadata")
-        job.prepared = prepare(
-            recording,
-            settings.model_leads,
-            settings.model_sampling_rate_hz,
-            settings.window_samples,
-        )
+        if isinstance(read, ScorerError):
+            raise read
+        ref, job.gathered = read.result()
+        gathered = job.gathered
+        if ref.key != job.ref.key:  # a WFDB part's event: the record is its header's
+            job.ref, job.facts.format = ref, intake.format_of(ref.key)
+        job.ref = ref
+        if job.order is None and isinstance(gathered, intake.Whole | intake.Read | intake.Long):
+            # Two parts of one record can both find it whole in one batch: score it once.
+            record = (job.ref.bucket, job.ref.key, job.ref.sequencer)
+            if record in records:
+                job.gathered = intake.Nothing("the same record as another message of the batch")
+                return
+            records.add(record)
+        if isinstance(gathered, intake.Long):
+            plan = gathered.opened.plan
+            file_meta = {"recorded_at": plan.recorded_at} if plan.recorded_at else {}
+            intake.facts_from(job.facts, file_meta, gathered.opened.metadata)
+        elif isinstance(gathered, intake.Whole | intake.Read):
+            job.prepared = intake.prepare_file(job.ref, job.facts, gathered, settings)
     except RejectedFile as rejection:
         job.rejection = rejection
         # The cause's type (e.g. zlib error for a corrupt .npz) helps; its text may quote data.
@@ -285,85 +324,199 @@ def read_and_prepare(job: Job, s3: Any, settings: Settings, budget: Budget) -> N
     except (TransientError, SystemFault) as error:
         job.failure = error
         logger.warning("file not read; message will be retried", extra={"error": str(error)})
-    except Exception as error:  # a bug must not lose the other files of the batch
-        job.failure = SystemFault(f"unexpected {type(error).__name__}")
-        logger.exception("unexpected error preparing the file")
 
 
-def fetch(s3: Any, ref: FileRef, max_bytes: int) -> tuple[bytes, dict[str, str]]:
-    """The object's bytes (the version named by the event) and its user metadata."""
-    request = {"Bucket": ref.bucket, "Key": ref.key}
-    if ref.version_id:
-        request["VersionId"] = ref.version_id
-    try:
-        response = s3.get_object(**request)
+class Scoring:
+    """The batch's endpoint calls, round after round; once calls had to stop (endpoint
+    throttling past the budget, a system fault), later rounds do not call again."""
+
+    def __init__(self, runtime: Any, settings: Settings, budget: Budget) -> None:
+        self.runtime, self.settings, self.budget = runtime, settings, budget
+        self.stopped: ScorerError | None = None
+
+    @tracer.capture_method(capture_response=False)
+    def score(self, jobs: list[Job]) -> None:
+        """The prepared windows of these files through the endpoint together."""
+        # Keyed by position: the same object may appear twice in a batch (two events).
+        ready = {str(i): job for i, job in enumerate(jobs) if job.prepared is not None}
+        if not ready:
+            return
+        if self.stopped is not None:
+            for job in ready.values():
+                job.failure = self.stopped
+            return
+        # Only usable windows reach the model; the others keep their quality verdict.
+        files = {
+            jid: job.prepared.windows[job.prepared.usable]
+            for jid, job in ready.items()
+            if job.prepared is not None
+        }
         try:
-            # Checked before reading: the event's size may be absent or stale.
-            readers.check_size(int(response.get("ContentLength", 0)), max_bytes)
-            data = response["Body"].read(max_bytes + 1)
-        finally:
-            response["Body"].close()
-    except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "")
-        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in {"NoSuchKey", "NoSuchVersion", "404"}:
-            raise RejectedFile(
-                "the object no longer exists (deleted before it could be scored)", "gone"
-            ) from e
-        if code in {"SlowDown", "InternalError", "ServiceUnavailable"} or status >= 500:
-            raise TransientError(f"{code} reading from S3") from e
-        raise SystemFault(f"{code or status} reading s3://{ref.bucket}") from e
-    except (BotoConnectionError, HTTPClientError) as e:
-        raise TransientError(f"{type(e).__name__} reading from S3") from e
-    except BotoCoreError as e:
-        raise SystemFault(f"{type(e).__name__} reading from S3") from e
-    readers.check_size(len(data), max_bytes)
-    return data, _object_metadata(response.get("Metadata") or {})
+            outcome = endpoint.score_files(self.runtime, self.settings, files, self.budget)
+        except Exception as error:  # a bug: these files go back; rejected ones are still stored
+            self.stopped = SystemFault(f"unexpected {type(error).__name__} scoring the batch")
+            for job in ready.values():
+                job.failure = self.stopped
+            logger.error(
+                "unexpected error scoring the batch; its files will be retried",
+                extra={"error": type(error).__name__, "at": _origin(error)},
+            )
+            return
+        self.stopped = outcome.stopped
+        for value in outcome.latencies_ms:
+            count("EndpointLatency", value, MetricUnit.Milliseconds)
+        count("EndpointRetries", outcome.retries)
+        count("BytesSent", outcome.bytes_sent, MetricUnit.Bytes)
+        logger.info(
+            "windows scored",
+            extra={"files": len(files), "calls": outcome.calls, "retries": outcome.retries},
+        )
+        for jid, job in ready.items():
+            if jid in outcome.failed:
+                job.failure = outcome.failed[jid]
+            elif jid in outcome.scores:
+                job.score = outcome.scores[jid]
+            if job.prepared is not None:  # the item needs no samples: free them for the next round
+                job.prepared.windows = job.prepared.windows[:0]
 
 
-@tracer.capture_method(capture_response=False)
-def score(jobs: list[Job], runtime: Any, settings: Settings, budget: Budget) -> None:
-    """All prepared windows of the batch through the endpoint together."""
-    # Keyed by position: the same object may appear twice in a batch (two events).
-    ready = {str(i): job for i, job in enumerate(jobs) if job.prepared is not None}
-    if not ready:
-        return
-    files = {jid: job.prepared.windows for jid, job in ready.items() if job.prepared is not None}
-    outcome = endpoint.score_files(runtime, settings, files, budget)
-    for value in outcome.latencies_ms:
-        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=value)
-    metrics.add_metric(name="EndpointRetries", unit=MetricUnit.Count, value=outcome.retries)
-    metrics.add_metric(name="BytesSent", unit=MetricUnit.Bytes, value=outcome.bytes_sent)
-    logger.info(
-        "batch scored",
-        extra={"files": len(files), "calls": outcome.calls, "retries": outcome.retries},
-    )
-    for jid, job in ready.items():
-        if jid in outcome.failed:
-            job.failure = outcome.failed[jid]
-    for jid, file_score in outcome.scores.items():
-        ready[jid].score = file_score
+def write_isolated(job: Job, clients: Clients, settings: Settings, budget: Budget) -> None:
+    """:func:`write` in a pool thread, its errors kept to its file."""
+    with file_context(job):
+        isolated(job, "storing", write, job, clients, settings, budget)
 
 
-@tracer.capture_method(capture_response=False)
-def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
-    """One item per file: SCORED or REJECTED; nothing for a failed file (it is retried)."""
+MAX_LOOKS = 4  # a WFDB record's parts get 4 looks, 15 min apart, to arrive (1 h in all)
+LOOK_DELAY_S = 900  # SQS's longest message delay
+
+
+def write(job: Job, clients: Clients, settings: Settings, budget: Budget) -> None:
+    """What the job's outcome calls for: an item (SCORED or REJECTED), a chunk's results, the
+    chunk orders of a long recording, or another look later; nothing for a failed job (its
+    message is retried)."""
     if job.failure is not None:
         return
     now = datetime.now(UTC)
-    if job.rejection is not None:
+    gathered = job.gathered
+    item: dict[str, Any] | None
+    if job.order is not None:
+        item = _chunk_done(job, clients, settings, budget)
+        if item is None:
+            return
+    elif job.rejection is not None:
         item = store.rejected_item(job.ref, job.facts, job.rejection, settings, now)
+    elif isinstance(gathered, intake.Nothing):
+        logger.info("nothing to store", extra={"why": gathered.why})
+        return
+    elif isinstance(gathered, intake.Waiting):
+        item = _waiting(job, gathered, clients, settings, budget)
+        if item is None:
+            return
+    elif isinstance(gathered, intake.Long):
+        work = fanout.orders(job.ref, job.facts, gathered.opened, gathered.header, settings)
+        if fanout.start(clients.dynamodb, clients.sqs, settings, work, budget):
+            count("FilesFannedOut")
+            count("ChunksOrdered", len(work))
+            logger.info("long recording fanned out", extra={"chunks": len(work)})
+        return
     elif job.prepared is not None and job.score is not None:
-        item = store.scored_item(job.ref, job.facts, job.prepared, job.score, settings, now)
+        results = WindowResults.of(job.prepared, job.score.probabilities)
+        summary = summary_of(job.prepared, job.score.threshold)
+        uri = None
+        if len(results) > store.INLINE_WINDOWS:
+            uri = _keep_windows(job, results, summary, clients.s3, settings, budget)
+        item = store.scored_item(job.ref, job.facts, results, summary, settings, now, uri)
     else:  # not reached: every prepared file is scored or failed by score()
         job.failure = SystemFault("file was neither scored nor rejected")
         return
+    _store(job, item, clients.dynamodb, settings, budget)
 
+
+def _keep_windows(
+    job: Job,
+    results: WindowResults,
+    summary: Summary,
+    s3: Any,
+    settings: Settings,
+    budget: Budget,
+) -> str:
+    """A long file's per-window arrays, in S3 beside the table (an item holds 400 KB)."""
+    file_hash = schema.file_hash(job.ref.bucket, job.ref.key)
+    key = keys.results_key(
+        job.facts.site or "-", job.facts.device or "-", file_hash, settings.model_version
+    )
+    objects.put(s3, job.ref.bucket, key, results.to_npz(summary), budget)
+    return f"s3://{job.ref.bucket}/{key}"
+
+
+def _chunk_done(
+    job: Job, clients: Clients, settings: Settings, budget: Budget
+) -> dict[str, Any] | None:
+    """Keep a chunk's results; the file's item when it was the last chunk."""
+    assert job.order is not None
+    outcome: WindowResults | RejectedFile
+    summary = None
+    if job.rejection is not None:
+        outcome = job.rejection
+    elif job.prepared is not None:
+        probabilities = job.score.probabilities if job.score is not None else []
+        outcome = WindowResults.of(job.prepared, probabilities)
+        summary = summary_of(job.prepared, job.score.threshold if job.score else None)
+    else:
+        job.failure = SystemFault("chunk was neither prepared nor rejected")
+        return None
+    count("ChunksScored")
+    return fanout.finish(
+        clients.s3, clients.dynamodb, settings, job.order, outcome, summary, budget
+    )
+
+
+def _waiting(
+    job: Job, waiting: intake.Waiting, clients: Clients, settings: Settings, budget: Budget
+) -> dict[str, Any] | None:
+    """A WFDB record missing parts: look again in 15 min; after MAX_LOOKS, REJECTED."""
+    if job.looks < MAX_LOOKS:
+        look = events.Recheck(job.ref, job.looks + 1)
+        fanout.send(
+            clients.sqs, settings.scoring_queue_url, [look.body()], budget, delay_s=LOOK_DELAY_S
+        )
+        count("RecordsWaiting")
+        logger.info("record incomplete; looking again later", extra={"look": job.looks + 1})
+        return None
+    if intake.format_of(job.ref.key) == "wfdb_part" and intake.named_by_a_header(
+        clients.s3, job.ref, budget
+    ):
+        logger.info("a part of a record whose header has another name; the record is scored")
+        return None
+    waited = MAX_LOOKS * LOOK_DELAY_S // 60
+    missing = ", ".join(waiting.missing[:10]) + (" ..." if len(waiting.missing) > 10 else "")
+    rejection = RejectedFile(
+        f"the WFDB record is incomplete: {missing} did not arrive within {waited} minutes of "
+        "this part; upload every file the header (.hea) names into the same folder",
+        "wfdb_incomplete",
+    )
+    return store.rejected_item(job.ref, job.facts, rejection, settings, datetime.now(UTC))
+
+
+def _store(
+    job: Job, item: dict[str, Any], dynamodb: Any, settings: Settings, budget: Budget
+) -> None:
     def on_retry(error: TransientError, attempt: int, delay: float) -> None:
-        metrics.add_metric(name="StoreRetries", unit=MetricUnit.Count, value=1)
+        count("StoreRetries")
         logger.warning("table write throttled, retrying", extra={"attempt": attempt})
 
+    site, device = item.get("site"), item.get("device")
     try:
+        if site and device:
+            store.register_device(
+                dynamodb,
+                settings.predictions_table,
+                site,
+                device,
+                datetime.now(UTC),
+                budget,
+                REGISTERED,
+            )
         written = store.put_item(dynamodb, settings.predictions_table, item, budget, on_retry)
     except (TransientError, SystemFault) as error:
         job.failure = error
@@ -371,13 +524,13 @@ def write(job: Job, dynamodb: Any, settings: Settings, budget: Budget) -> None:
         return
     if not written:
         logger.info("same or newer result already stored; nothing written")
-        metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
+        count("DuplicatesSkipped")
         return
     if item["status"] == "REJECTED":
-        metrics.add_metric(name="FilesRejected", unit=MetricUnit.Count, value=1)
+        count("FilesRejected")
         return
-    metrics.add_metric(name="FilesScored", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="Windows", unit=MetricUnit.Count, value=item["windows"])
+    count("FilesScored")
+    count("Windows", item["windows"])
     if item["outcome"] == "ANOMALOUS":
-        metrics.add_metric(name="Anomalies", unit=MetricUnit.Count, value=1)
+        count("Anomalies")
     logger.info("file scored", extra={"windows": item["windows"], "outcome": item["outcome"]})

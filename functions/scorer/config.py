@@ -14,12 +14,14 @@ from scorer.errors import ConfigError
 
 REQUIRED = (
     "PREDICTIONS_TABLE",
+    "SCORING_QUEUE_URL",
     "ENDPOINT_NAME",
     "MODEL_VERSION",
     "MODEL_LEADS",
     "MODEL_SAMPLING_RATE_HZ",
     "WINDOW_SAMPLES",
     "MAX_FILE_BYTES",
+    "MAX_RECORDING_BYTES",
     "MAX_PAYLOAD_BYTES",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -32,13 +34,18 @@ class Settings:
     """What the handler needs to know about its table, its endpoint and its model."""
 
     predictions_table: str
+    scoring_queue_url: str  # where chunk orders and second looks go (the queue it reads)
     endpoint_name: str
     model_version: str
     model_leads: tuple[str, ...]
     model_sampling_rate_hz: float
     window_samples: int
-    max_file_bytes: int
+    max_file_bytes: int  # uploads read whole (JSON, CSV, NPY, NPZ, ZIP)
+    max_recording_bytes: int  # recordings read by range (EDF/BDF, WFDB parts), in chunks
     max_payload_bytes: int
+    # What reading and preparing one file may use: half the function's memory, less what the
+    # interpreter, NumPy, boto3 and Powertools hold (docs/memory.md).
+    memory_budget_bytes: int = 384 * 2**20
 
     @property
     def window_bytes(self) -> int:
@@ -74,15 +81,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not rate > 0:
         raise ConfigError("MODEL_SAMPLING_RATE_HZ must be positive")
 
+    memory_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024") or 1024)  # set by Lambda
     settings = Settings(
         predictions_table=env["PREDICTIONS_TABLE"].strip(),
+        scoring_queue_url=env["SCORING_QUEUE_URL"].strip(),
         endpoint_name=env["ENDPOINT_NAME"].strip(),
         model_version=env["MODEL_VERSION"].strip(),
         model_leads=leads,
         model_sampling_rate_hz=rate,
         window_samples=_positive_int(env, "WINDOW_SAMPLES"),
         max_file_bytes=_positive_int(env, "MAX_FILE_BYTES"),
+        max_recording_bytes=_positive_int(env, "MAX_RECORDING_BYTES"),
         max_payload_bytes=_positive_int(env, "MAX_PAYLOAD_BYTES"),
+        memory_budget_bytes=max(64, memory_mb // 2 - 128) * 2**20,
     )
     # One window must fit in a request, with room for the .npy header.
     if settings.max_payload_bytes < settings.window_bytes + 256:

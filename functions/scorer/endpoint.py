@@ -31,35 +31,17 @@ from typing import Any
 
 import numpy as np
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
+from scorer.budget import ENDPOINT_ATTEMPT_S, Budget, retry
 from scorer.config import Settings
-from scorer.errors import (
-    ENDPOINT_ATTEMPT_S,
-    Budget,
-    ScorerError,
-    SystemFault,
-    TransientError,
-    retry,
-)
+from scorer.errors import ScorerError, SystemFault, TransientError, error_code, from_boto
 
 logger = Logger(child=True)
 
 CONTENT_TYPE = "application/x-npy"
 MAX_WINDOWS_PER_REQUEST = 256  # config.json max_windows_per_request of the model
 NPY_HEADER_BYTES = 128  # np.save's v1.0 header for a float32 [N, 2000, 3] array
-TRANSIENT_CODES = {
-    "ThrottlingException",
-    "ModelNotReadyException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-    "InternalFailureException",
-    "InternalDependencyException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-}
 MAX_CRASHES = 3  # a call whose container fails this often is split file by file
 
 
@@ -81,14 +63,16 @@ class ScoreOutcome:
 
     scores: dict[str, FileScore] = field(default_factory=dict)
     failed: dict[str, ScorerError] = field(default_factory=dict)
+    stopped: ScorerError | None = None  # why calls stopped early (later calls would fail too)
     calls: int = 0
     retries: int = 0
     bytes_sent: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
 
-def windows_per_call(settings: Settings) -> int:
-    by_payload = (settings.max_payload_bytes - NPY_HEADER_BYTES) // settings.window_bytes
+def windows_per_call(max_payload_bytes: int, window_bytes: int) -> int:
+    """Windows in one application/x-npy request under the payload limit."""
+    by_payload = (max_payload_bytes - NPY_HEADER_BYTES) // window_bytes
     return max(1, min(MAX_WINDOWS_PER_REQUEST, by_payload))
 
 
@@ -100,34 +84,39 @@ def to_npy(windows: np.ndarray) -> bytes:
 
 def classify(error: Exception) -> Exception:
     """Map a botocore error to our kinds (by type and error code, never by message)."""
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code == "ModelError":
-            original = error.response.get("OriginalStatusCode")
-            if isinstance(original, int) and 400 <= original < 500:
-                # prepare.py sends only what the endpoint accepts: a refusal means our request
-                # does not fit the deployed model (window, leads, size, content type). The
-                # container's message says what it expected; it quotes no samples.
-                detail = str(error.response.get("OriginalMessage", ""))[:300]
-                return SystemFault(
-                    f"the model container refused the request (HTTP {original}: {detail}); "
-                    "check WINDOW_SAMPLES, MODEL_LEADS and MAX_PAYLOAD_BYTES against the "
-                    "deployed model's config.json"
-                )
-            return ModelCrashed(f"model container error (status {original})")
-        if code in TRANSIENT_CODES or status >= 500:
-            return TransientError(f"{code or 'HTTP ' + str(status)} from the endpoint")
-        return SystemFault(f"{code or 'HTTP ' + str(status)} from InvokeEndpoint")
-    if isinstance(error, BotoConnectionError | HTTPClientError):
-        return TransientError(f"{type(error).__name__} calling the endpoint")
-    if isinstance(error, BotoCoreError):
-        return SystemFault(f"{type(error).__name__} calling the endpoint")
-    return error
+    if isinstance(error, ClientError) and error_code(error)[0] == "ModelError":
+        original = error.response.get("OriginalStatusCode")
+        if isinstance(original, int) and 400 <= original < 500:
+            # prepare.py sends only what the endpoint accepts: a refusal means our request
+            # does not fit the deployed model (window, leads, size, content type). The
+            # container's message says what it expected; it quotes no samples.
+            detail = str(error.response.get("OriginalMessage", ""))[:300]
+            return SystemFault(
+                f"the model container refused the request (HTTP {original}: {detail}); "
+                "check WINDOW_SAMPLES, MODEL_LEADS and MAX_PAYLOAD_BYTES against the "
+                "deployed model's config.json"
+            )
+        return ModelCrashed(f"model container error (status {original})")
+    return from_boto(error, "from the endpoint") or error
 
 
-def parse_response(body: bytes, count: int, model_version: str) -> list[tuple[float, float]]:
-    """(probability, threshold) per window; one object for one window, a list for more."""
+@dataclass(frozen=True)
+class Answer:
+    """The endpoint's answer for one window (contract 1), checked."""
+
+    probability: float
+    threshold: float
+    label: str
+    model_version: str
+
+
+class WrongModel(SystemFault):
+    """The endpoint serves another model version than the one expected."""
+
+
+def parse_response(body: bytes, count: int, model_version: str) -> list[Answer]:
+    """One checked answer per window; the body holds one object for one window, a list for
+    more. SystemFault when it breaks the contract, WrongModel for another model version."""
     try:
         doc: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
@@ -142,9 +131,7 @@ def parse_response(body: bytes, count: int, model_version: str) -> list[tuple[fl
             raise SystemFault("the endpoint returned a result that is not an object")
         version = item.get("model_version")
         if version != model_version:
-            raise SystemFault(
-                f"the endpoint runs model {version!r}, but MODEL_VERSION is {model_version!r}"
-            )
+            raise WrongModel(f"the endpoint runs model {version!r}, not {model_version!r}")
         try:
             probability = float(item["probability"])
             threshold = float(item.get("threshold", 0.5))
@@ -152,7 +139,8 @@ def parse_response(body: bytes, count: int, model_version: str) -> list[tuple[fl
             raise SystemFault("the endpoint returned a result without a probability") from e
         if not (0.0 <= probability <= 1.0 and math.isfinite(threshold)):
             raise SystemFault(f"the endpoint returned probability {probability!r}")
-        out.append((probability, threshold))
+        label = str(item.get("label") or ("anomalous" if probability > threshold else "normal"))
+        out.append(Answer(probability, threshold, label, version))
     return out
 
 
@@ -162,7 +150,7 @@ class _Caller:
     def __init__(self, client: Any, settings: Settings, budget: Budget, outcome: ScoreOutcome):
         self.client, self.settings, self.budget, self.outcome = client, settings, budget, outcome
 
-    def _once(self, body: bytes, count: int) -> list[tuple[float, float]]:
+    def _once(self, body: bytes, count: int) -> list[Answer]:
         started = time.perf_counter()
         self.outcome.calls += 1
         self.outcome.bytes_sent += len(body)
@@ -183,9 +171,7 @@ class _Caller:
             self.outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
         return parse_response(raw, count, self.settings.model_version)
 
-    def __call__(
-        self, windows: np.ndarray, max_crashes: int = MAX_CRASHES
-    ) -> list[tuple[float, float]]:
+    def __call__(self, windows: np.ndarray, max_crashes: int = MAX_CRASHES) -> list[Answer]:
         body = to_npy(windows)
 
         def on_retry(error: TransientError, attempt: int, delay: float) -> None:
@@ -228,9 +214,7 @@ def score_files(
     probs = np.full(len(joined), np.nan)
     thresholds: dict[str, float] = {}
     call = _Caller(client, settings, budget, outcome)
-    step = windows_per_call(settings)
-    stopped: ScorerError | None = None
-
+    step = windows_per_call(settings.max_payload_bytes, settings.window_bytes)
     for start in range(0, len(joined), step):
         # A file that already failed (its part of an earlier call) is not sent again.
         rows = np.arange(start, min(start + step, len(joined)))
@@ -248,11 +232,11 @@ def score_files(
                     continue
                 _isolate(call, joined, owner, ids, chunk_owners, rows, probs, thresholds, outcome)
                 continue
-            for row, (p, t) in zip(rows, result, strict=True):
-                probs[row] = p
-                thresholds[ids[int(owner[row])]] = t
+            for row, answer in zip(rows, result, strict=True):
+                probs[row] = answer.probability
+                thresholds[ids[int(owner[row])]] = answer.threshold
         except (TransientError, SystemFault) as error:
-            stopped = error
+            outcome.stopped = error
             logger.error("scoring stopped", extra={"error": str(error)})
             break
 
@@ -261,7 +245,7 @@ def score_files(
             continue
         p = probs[owner == i]
         if np.isnan(p).any():  # not every window scored: scoring stopped before its turn
-            outcome.failed[fid] = stopped or SystemFault("windows left unscored")
+            outcome.failed[fid] = outcome.stopped or SystemFault("windows left unscored")
             continue
         outcome.scores[fid] = FileScore([float(v) for v in p], thresholds[fid])
     return outcome
@@ -297,9 +281,9 @@ def _isolate(
         except ModelCrashed as crash:
             crashed[fid] = crash
             continue
-        for row, (p, t) in zip(own, result, strict=True):
-            probs[row] = p
-            thresholds[fid] = t
+        for row, answer in zip(own, result, strict=True):
+            probs[row] = answer.probability
+            thresholds[fid] = answer.threshold
     if len(crashed) == len(chunk_owners):
         raise TransientError("the model container fails on every file alone")
     outcome.failed.update(crashed)

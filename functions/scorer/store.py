@@ -10,77 +10,38 @@ comparison in the condition does the job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from aws_lambda_powertools import Logger
-from boto3.dynamodb.types import TypeSerializer
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
-from scorer import schema
+from scorer import quality, schema
+from scorer.budget import DYNAMODB_ATTEMPT_S, Budget, retry
 from scorer.config import Settings
-from scorer.endpoint import FileScore
-from scorer.errors import (
-    DYNAMODB_ATTEMPT_S,
-    Budget,
-    RejectedFile,
-    SystemFault,
-    TransientError,
-    retry,
-)
-from scorer.prepare import Prepared
+from scorer.errors import RejectedFile, error_code, from_boto
+from scorer.uploads import FileFacts, FileRef
+from scorer.window_results import Summary, WindowResults
 
 logger = Logger(child=True)
 
 SEQUENCER_WIDTH = 32
 PROBABILITY_DIGITS = 6
-THROTTLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-}
 CONDITION = (
     "attribute_not_exists(pk) OR attribute_not_exists(s3_sequencer_sortable) "
     "OR s3_sequencer_sortable < :seq"
 )
 CONDITION_NO_SEQUENCER = "attribute_not_exists(pk)"
 _serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
 
 
 def sortable_sequencer(sequencer: str) -> str:
     """Right-pad with zeros (AWS's rule for sequencers of different lengths), upper-case."""
     return sequencer.strip().upper().ljust(SEQUENCER_WIDTH, "0")
-
-
-@dataclass
-class FileRef:
-    """One uploaded object, as the S3 event names it."""
-
-    bucket: str
-    key: str
-    version_id: str | None
-    etag: str | None
-    size_bytes: int
-    sequencer: str | None
-    uploaded_at: datetime
-
-
-@dataclass
-class FileFacts:
-    """What is known about the file when its item is written (more for SCORED than REJECTED)."""
-
-    site: str | None = None
-    device: str | None = None
-    format: str | None = None
-    patient_ref: str | None = None
-    record_id: str | None = None
-    recorded_at: datetime | None = None  # from the file's metadata, when given
 
 
 def _decimal(value: float, digits: int = PROBABILITY_DIGITS) -> Decimal:
@@ -99,7 +60,6 @@ def _base_item(
         schema.PK: schema.file_pk(ref.bucket, ref.key),
         schema.SK: schema.model_sk(settings.model_version),
         "outcome": outcome.value,
-        "outcome_day": schema.outcome_day(outcome, at),
         "at_key": schema.at_key(at, ref.bucket, ref.key),
         "recorded_at": schema.iso_utc(at),
         "recorded_at_source": "file" if facts.recorded_at else "upload",
@@ -124,38 +84,69 @@ def _base_item(
     item.update({k: v for k, v in optional.items() if v})
     if facts.site and facts.device:
         item["device_key"] = schema.device_key(facts.site, facts.device)
+    if outcome in schema.OUTCOME_INDEX:  # sparse indexes: only their outcome is in them
+        day_attribute = schema.INDEXES[schema.OUTCOME_INDEX[outcome]][0]
+        item[day_attribute] = schema.day(at)
     if ref.sequencer:
         item["s3_sequencer_sortable"] = sortable_sequencer(ref.sequencer)
     return item
 
 
+# Windows kept in the item itself; a longer file's go to an S3 object beside the table
+# (scorer.window_results), the item naming it: 60 windows (10 min) keep a normal item small.
+INLINE_WINDOWS = 60
+
+
 def scored_item(
     ref: FileRef,
     facts: FileFacts,
-    prepared: Prepared,
-    score: FileScore,
+    results: WindowResults,
+    summary: Summary,
     settings: Settings,
     scored_at: datetime,
+    windows_uri: str | None = None,
 ) -> dict[str, Any]:
-    """SCORED: the file's probability is the maximum over its windows."""
-    probability = max(score.probabilities)
-    anomalous = probability > score.threshold
+    """SCORED: the file's probability is the maximum over its usable windows.
+
+    Unusable windows are stored with no probability (NULL) and their quality code. With
+    ``windows_uri`` (more windows than INLINE_WINDOWS), the per-window arrays are in that
+    object and the item holds the counts and the file's figures only.
+    """
+    usable = results.usable
+    if not usable.any():
+        raise ValueError("a SCORED item needs a usable window")
+    probability = float(np.nanmax(results.probability[usable]))
+    if summary.threshold is None:
+        raise ValueError("a SCORED item needs the model's threshold")
+    anomalous = probability > summary.threshold
     outcome = schema.Outcome.ANOMALOUS if anomalous else schema.Outcome.NORMAL
     item = _base_item(ref, facts, outcome, settings, scored_at)
     item.update(
         status=schema.Status.SCORED.value,
         label="anomalous" if anomalous else "normal",
         probability=_decimal(probability),
-        window_probabilities=[_decimal(p) for p in score.probabilities],
-        windows=len(score.probabilities),
-        last_window_padded=prepared.last_window_padded,
-        threshold=_decimal(score.threshold),
-        sampling_rate_hz=_decimal(prepared.sampling_rate_hz, 3),
-        sampling_rate_assumed=prepared.rate_assumed,
-        duration_s=_decimal(prepared.duration_s, 3),
+        windows=len(results),
+        windows_usable=int(usable.sum()),
+        threshold=_decimal(summary.threshold),
+        sampling_rate_hz=_decimal(summary.sampling_rate_hz, 3),
+        sampling_rate_assumed=summary.rate_assumed,
+        duration_s=_decimal(summary.duration_s, 3),
     )
-    if prepared.leads_found is not None:
-        item["leads_found"] = prepared.leads_found
+    if windows_uri is not None:
+        item["windows_s3_uri"] = windows_uri
+    else:
+        item["window_probabilities"] = [
+            _decimal(p) if ok else None for p, ok in zip(results.probability, usable, strict=True)
+        ]
+        item["window_start_s"] = [_decimal(t, 3) for t in results.start_s]
+        if not usable.all():
+            item["window_quality"] = [str(q) for q in results.quality]
+    if not usable.all():  # what is wrong with the others, in words
+        item["quality_note"] = quality.unusable(results.verdicts())[:1000]
+    if summary.leads_found is not None:
+        item["leads_found"] = summary.leads_found
+    if summary.leads_derived:
+        item["leads_derived"] = summary.leads_derived
     return item
 
 
@@ -174,6 +165,61 @@ def rejected_item(
         reason_code=rejection.code,
     )
     return item
+
+
+def register_device(
+    client: Any,
+    table: str,
+    site: str,
+    device: str,
+    seen_at: datetime,
+    budget: Budget,
+    known: set[tuple[str, str]],
+) -> None:
+    """Add (site, device) to the registry the CLI lists sites and devices from.
+
+    Written before the file's own item, so every device of an item is listed (exports of a
+    time range go device by device). ``known`` holds the pairs this process has registered
+    already (the handler keeps it per container): one write per device and container, not
+    one per file.
+    """
+    if (site, device) in known:
+        return
+    item = {
+        schema.PK: schema.REGISTRY_PK,
+        schema.SK: schema.device_key(site, device),
+        "site": site,
+        "device": device,
+        "first_seen": schema.iso_utc(seen_at),
+    }
+    request = {
+        "TableName": table,
+        "Item": {k: _serializer.serialize(v) for k, v in item.items()},
+        "ConditionExpression": CONDITION_NO_SEQUENCER,
+    }
+    _conditional_put(client, request, table, budget)
+    known.add((site, device))
+
+
+def get_item(client: Any, table: str, pk: str, sk: str, budget: Budget) -> dict[str, Any] | None:
+    """One item, strongly consistent (a decision depends on it), or None."""
+
+    def once() -> dict[str, Any] | None:
+        try:
+            found = client.get_item(
+                TableName=table,
+                Key={schema.PK: {"S": pk}, schema.SK: {"S": sk}},
+                ConsistentRead=True,
+            )
+        except Exception as e:
+            mapped = from_boto(e, f"reading {table}")
+            if mapped is None:
+                raise
+            raise mapped from e
+        raw = found.get("Item")
+        return None if raw is None else {k: _deserializer.deserialize(v) for k, v in raw.items()}
+
+    return retry(once, budget, DYNAMODB_ATTEMPT_S)
 
 
 def put_item(
@@ -199,19 +245,25 @@ def put_item(
     else:
         request["ConditionExpression"] = CONDITION_NO_SEQUENCER
 
+    return _conditional_put(client, request, table, budget, on_retry)
+
+
+def _conditional_put(
+    client: Any, request: dict[str, Any], table: str, budget: Budget, on_retry: Any = None
+) -> bool:
+    """One conditional PutItem with retries: True when written, False when the condition
+    kept the item that is there."""
+
     def once() -> bool:
         try:
             client.put_item(**request)
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code == "ConditionalCheckFailedException":
+        except Exception as e:
+            if isinstance(e, ClientError) and error_code(e)[0] == "ConditionalCheckFailedException":
                 return False
-            if code in THROTTLE_CODES or status >= 500:
-                raise TransientError(f"{code} from DynamoDB") from e
-            raise SystemFault(f"{code or status} writing to {table}") from e
-        except (BotoConnectionError, HTTPClientError) as e:
-            raise TransientError(f"{type(e).__name__} writing to DynamoDB") from e
+            mapped = from_boto(e, f"writing to {table}")
+            if mapped is None:
+                raise
+            raise mapped from e
         return True
 
     # Each attempt starts only when its worst case (connect + read timeout) still fits.
