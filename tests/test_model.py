@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -549,3 +550,75 @@ def test_a_rate_stated_in_the_file_wins_over_data_fs(
     assert [r.shape for r in recordings[:3]] == [(2, 2000, 3)] * 3
     assert labels.tolist() == [0, 1, 0] * 4
     assert overlapping == 0
+
+
+# ------------------------------------------------------------------ the shipped model
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "models" / "demo"
+MODEL_SOURCES = ("train.py", "model.py", "inference.py", "synthetic.py")
+
+
+def _make_n(*targets: str) -> str:
+    """What make would run for ``targets`` with every model source newer than any build."""
+    newer = [f"-W model_code/{name}" for name in MODEL_SOURCES]
+    result = subprocess.run(
+        ["make", "-n", *" ".join(newer).split(), *targets],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize("target", ["demo", "local-up", "test", "package", "bench"])
+def test_no_make_target_but_model_trains(target: str) -> None:
+    # A fresh clone (CI) must never train: the committed model has no rule that makes it.
+    commands = _make_n(target)
+    assert "train.py" not in commands
+    if target in ("demo", "local-up", "package"):
+        assert "deploy_model.py package --model-dir models/demo" in commands
+
+
+def test_make_model_retrains_into_build_model() -> None:
+    assert "model_code/train.py --data ../shared/data/ptbxl --out build/model" in _make_n("model")
+
+
+def test_the_shipped_model_is_the_stacks_model_version(model_code: types.SimpleNamespace) -> None:
+    config = _loads(model_code, DEMO)
+    version = config["model_version"]
+    assert re.fullmatch(r"cnn1d-lstm-ptbxl-[0-9a-f]{8}", version)
+    template = (REPO / "template.yaml").read_text()
+    assert re.search(rf"  ModelVersion:\n    Type: String\n    Default: {version}\n", template)
+    assert f'"ModelVersion={version}"' in (REPO / "samconfig.toml").read_text()
+    assert (DEMO / "model.pth").stat().st_size < 1_000_000  # a few hundred KB in git
+
+
+def test_docs_quote_the_shipped_model(model_code: types.SimpleNamespace) -> None:
+    assert model_code.model_card.check(DEMO) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["test"].update(roc_auc=0.99), "does not quote"),
+        (lambda m: m.update(threshold=0.5), "disagree on the threshold"),
+        (lambda m: m.update(model_version="cnn1d-lstm-ptbxl-00000000"), "describes"),
+    ],
+    ids=["figure", "threshold", "version"],
+)
+def test_docs_refuse_metrics_that_disagree(
+    model_code: types.SimpleNamespace,
+    tmp_path: Path,
+    change: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    for name in ("model.pth", "config.json", "metrics.json", "study.json"):
+        (folder / name).write_bytes((DEMO / name).read_bytes())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    change(metrics)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    problems = model_code.model_card.check(folder)
+    assert any(message in p for p in problems), problems
