@@ -75,7 +75,7 @@ def render(config: dict[str, Any], metrics: dict[str, Any], study: dict[str, Any
         "|---|---|---|---|---|",
         f"| this model (PTB-XL folds 1-8{_synthetic_part(training)}) | {_ci(test, 'roc_auc')} | "
         f"{_ci(test, 'sensitivity')} | {_ci(test, 'specificity')} | {threshold} |",
-        f"| synthetic-only model (`--data synthetic`, same records) | {_ci(real, 'roc_auc')} | "
+        f"| synthetic-only model ({syn_only['model']}) | {_ci(real, 'roc_auc')} | "
         f"{_ci(real, 'sensitivity')} | {_ci(real, 'specificity')} | "
         f"{syn_only['threshold']} |",
         "",

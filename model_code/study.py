@@ -154,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ecg", type=Path, default=SHARED / "ecg", help="other recordings")
     parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "demo")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--synthetic-model",
+        type=Path,
+        help="a synthetic-only model folder to compare with (default: train one, slow)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -166,9 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     seeds = seed_spread(data, recipe, list(range(args.seeds)), committed, metrics)
 
     synthetic = train.synthetic_dataset(seed=0)
-    syn_net, syn_fit = train.fit(synthetic, train.RECIPES["synthetic"], 0)
+    syn_recipe = train.RECIPES["synthetic"]
+    if args.synthetic_model is None:
+        syn_net, syn_fit = train.fit(synthetic, syn_recipe, 0)
+        syn_source = "trained here: train.py --data synthetic, seed 0"
+    else:  # a synthetic-only model trained before, calibrated here as train.py would
+        syn_net = model_fn(str(args.synthetic_model)).net
+        syn_fit = train.calibrate(syn_net, synthetic.validation, syn_recipe.min_specificity)
+        syn_config = json.loads((args.synthetic_model / CONFIG_NAME).read_text(encoding="utf-8"))
+        syn_source = f"{syn_config['model_version']}, calibrated on synthetic validation"
     syn_t, syn_threshold = syn_fit["temperature"], syn_fit["threshold"]
     synthetic_only = {
+        "model": syn_source,
         "threshold": syn_threshold,
         "temperature": syn_t,
         "test": train.figures(

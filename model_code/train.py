@@ -740,15 +740,19 @@ def fit(
         x, y = np.concatenate([x, extra.x]), np.concatenate([y, extra.y])
     net = CNN1DLSTM(**ARCHITECTURE)
     losses = train(net, x, y, recipe, seed)
-    y_val, top = data.validation.per_recording(logits_of(net, data.validation.x))
-    temperature = fit_temperature(top, y_val)
-    threshold = choose_threshold(y_val, sigmoid(top / temperature), recipe.min_specificity)
     return net, {
-        "temperature": temperature,
-        "threshold": threshold,
+        **calibrate(net, data.validation, recipe.min_specificity),
         "final_loss": round(losses[-1], 4),
         "train_windows": len(y),
     }
+
+
+def calibrate(net: CNN1DLSTM, validation: Split, min_specificity: float) -> dict[str, float]:
+    """The temperature and threshold of a trained network, fitted on ``validation``."""
+    y_val, top = validation.per_recording(logits_of(net, validation.x))
+    temperature = fit_temperature(top, y_val)
+    threshold = choose_threshold(y_val, sigmoid(top / temperature), min_specificity)
+    return {"temperature": temperature, "threshold": threshold}
 
 
 def main(argv: list[str] | None = None) -> int:
