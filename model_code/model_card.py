@@ -85,15 +85,16 @@ def render(config: dict[str, Any], metrics: dict[str, Any], study: dict[str, Any
         f"sensitivity {_spread(seeds['summary']['sensitivity'])}, specificity "
         f"{_spread(seeds['summary']['specificity'])}.",
         "",
-        f"**Calibration** on fold 10 (temperature fitted on fold 9; ECE over "
-        f"{metrics['ece_bins']} equal-width probability bins, weighted by recordings):",
+        f"**Calibration** (temperature fitted on fold 9; ECE over {metrics['ece_bins']} "
+        "equal-width probability bins, weighted by recordings; lower is better):",
         "",
-        "| | Brier score | ECE |",
-        "|---|---|---|",
-        f"| before (sigmoid of the logit) | {test['brier_uncalibrated']:.3f} | "
+        "| | Brier, fold 9 | ECE, fold 9 | Brier, fold 10 | ECE, fold 10 |",
+        "|---|---|---|---|---|",
+        f"| before (sigmoid of the logit) | {val['brier_uncalibrated']:.3f} | "
+        f"{val['ece_uncalibrated']:.3f} | {test['brier_uncalibrated']:.3f} | "
         f"{test['ece_uncalibrated']:.3f} |",
-        f"| after (temperature {metrics['calibration']['temperature']}) | {test['brier']:.3f} | "
-        f"{test['ece']:.3f} |",
+        f"| after (temperature {metrics['calibration']['temperature']}) | {val['brier']:.3f} | "
+        f"{val['ece']:.3f} | {test['brier']:.3f} | {test['ece']:.3f} |",
         "",
     ]
     if "synthetic_held_out" in metrics:
