@@ -30,7 +30,9 @@ ENV = {
     "PREDICTIONS_TABLE": "bench-table",
     "SCORING_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench",
     "ENDPOINT_NAME": "bench-endpoint",
-    "MODEL_VERSION": "cnn1d_lstm_ecg_v1",
+    "MODEL_VERSION": json.loads((REPO / "models" / "demo" / "config.json").read_text())[
+        "model_version"
+    ],
     "MODEL_LEADS": "I,II,V2",
     "MODEL_SAMPLING_RATE_HZ": "200",
     "WINDOW_SAMPLES": "2000",

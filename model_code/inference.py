@@ -112,6 +112,12 @@ class LoadedModel:
         return float(self.config["threshold"])
 
     @property
+    def temperature(self) -> float:
+        """Calibration: probabilities are ``sigmoid(logit / temperature)`` (1 without it)."""
+        calibration = self.config.get("calibration")
+        return float(calibration["temperature"]) if calibration else 1.0
+
+    @property
     def std_floor(self) -> float:
         norm = self.config.get("normalisation")
         if isinstance(norm, dict):
@@ -192,7 +198,21 @@ def load_config(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: architecture.in_channels={arch.get('in_channels')} but "
             f"channels={config['channels']}"
         )
+    _check_calibration(config.get("calibration"), path)
     return config
+
+
+def _check_calibration(calibration: Any, path: Path) -> None:
+    """Only temperature scaling is known; anything else would silently mis-scale answers."""
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict) or calibration.get("method") != "temperature":
+        raise ModelConfigError(
+            f'{path}: calibration must be {{"method": "temperature", "temperature": T}}'
+        )
+    t = calibration.get("temperature")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+        raise ModelConfigError(f"{path}: calibration temperature must be a positive number")
 
 
 def build_model(config: dict[str, Any]) -> CNN1DLSTM:
@@ -396,7 +416,7 @@ def input_fn(request_body: str | bytes | bytearray, request_content_type: str | 
 
 
 def predict_fn(input_data: np.ndarray, model: LoadedModel) -> list[dict[str, Any]]:
-    """Score windows: normalise per window and lead, run the network, attach labels.
+    """Score windows: normalise per window and lead, run the network, calibrate, label.
 
     Parameters
     ----------
@@ -415,7 +435,7 @@ def predict_fn(input_data: np.ndarray, model: LoadedModel) -> list[dict[str, Any
     with torch.no_grad():
         for start in range(0, x.shape[0], CHUNK):
             batch = torch.from_numpy(np.ascontiguousarray(x[start : start + CHUNK]))
-            probs.extend(torch.sigmoid(model.net(batch)).tolist())
+            probs.extend(torch.sigmoid(model.net(batch) / model.temperature).tolist())
     threshold = model.threshold
     version = str(model.config["model_version"])
     return [

@@ -32,7 +32,7 @@ from scorer_helpers import BUCKET, ENV, QUEUE, create_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ECG = REPO.parent / "shared" / "data" / "ecg"
-MODEL_DIR = REPO / "build" / "model"
+MODEL_DIR = REPO / "models" / "demo"  # the committed demo model
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def shared_ecg() -> Path:
 MODEL_CODE = REPO / "model_code"
 # model_code's modules import each other flat (`from model import CNN1DLSTM`), as they do
 # with code/ on sys.path in the container.
-MODEL_CODE_MODULES = ("model", "inference", "synthetic", "train")
+MODEL_CODE_MODULES = ("model", "inference", "synthetic", "train", "model_card")
 
 
 def _forget_model_code() -> None:

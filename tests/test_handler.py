@@ -8,7 +8,6 @@ import dataclasses
 import io
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from bad_files import bad_files
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from conftest import MODEL_DIR
 from scorer import schema
 from scorer.config import load_settings
 from scorer.errors import ConfigError
@@ -567,9 +567,7 @@ def test_a_malformed_record_fails_only_its_message(app, aws) -> None:  # type: i
 def test_the_real_model_handler_scores_what_the_lambda_sends(
     app, aws, monkeypatch, shared_ecg
 ) -> None:  # type: ignore[no-untyped-def]
-    model_dir = Path(__file__).resolve().parent.parent / "build" / "model"
-    if not (model_dir / "model.pth").is_file():
-        pytest.skip("no trained model in build/model (make model)")
+    model_dir = MODEL_DIR
     monkeypatch.syspath_prepend("model_code")
     inference = pytest.importorskip("inference")
     endpoint = InProcessEndpoint(inference, str(model_dir))

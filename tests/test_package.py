@@ -1,7 +1,7 @@
 """deploy_model.py package and check: a deterministic archive, and archives that must be refused.
 
 The archives here hold a tiny CNN1DLSTM (random weights, same code as the real model) so the
-tests do not wait for `make model`; one test checks the real build/model when it exists.
+tests do not wait for `make model`; two check the committed demo model (models/demo).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ecg_scorer.deploy.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CODE = REPO / "model_code"
+MODEL_DIR = REPO / "models" / "demo"  # the committed demo model
 TINY_ARCH = {
     "in_channels": 3,
     "conv_channels": [4, 8],
@@ -283,15 +284,13 @@ def test_check_refuses_a_file_that_is_not_an_archive(tmp_path: Path) -> None:
     assert not result.ok and "gzip" in result.problems[0].message
 
 
-def test_check_passes_the_real_model_when_built(tmp_path: Path) -> None:
-    model_dir = REPO / "build" / "model"
-    if not (model_dir / "model.pth").is_file():
-        pytest.skip("build/model not built yet (make model)")
+def test_check_passes_the_committed_model(tmp_path: Path) -> None:
     out = tmp_path / "real.tar.gz"
-    package(model_dir, out, make_code_dir(tmp_path / "code"))
+    package(MODEL_DIR, out, make_code_dir(tmp_path / "code"))
     result = check_archive(out)
     assert result.ok, [str(p) for p in result.problems]
-    assert result.smoke["model_version"] == "cnn1d_lstm_ecg_v1"
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    assert result.smoke["model_version"] == config["model_version"]
 
 
 @pytest.fixture
@@ -299,11 +298,8 @@ def real_archive_handler(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, Any]]:
     """The real model's archive, built here, unpacked, its handler imported from code/."""
-    model_dir = REPO / "build" / "model"
-    if not (model_dir / "model.pth").is_file():
-        pytest.skip("build/model not built yet (make model)")
     out = tmp_path / "real.tar.gz"
-    package(model_dir, out, make_code_dir(tmp_path / "code"))
+    package(MODEL_DIR, out, make_code_dir(tmp_path / "code"))
     unpacked = tmp_path / "unpacked"
     with tarfile.open(out, "r:gz") as tar:
         tar.extractall(unpacked, filter="data")

@@ -71,7 +71,11 @@ def test_a_normal_ecg_with_a_long_tail_is_stored_normal(
         assert item is not None and item["status"] == "SCORED", key
         # The second window is the recording's last 10 s: real samples, never padding.
         assert item["window_start_s"] == [0, pytest.approx(tail_s)]
-        assert item["label"] == "normal", (key, item["window_probabilities"])
+        # The last window scores like the full one before it (a padded one scored 0.97
+        # where its full window scored 0.001). Whether a synthetic sinus ECG is "normal"
+        # is the model's call: the PTB-XL demo model flags some (docs/model.md).
+        first, last = (float(p) for p in item["window_probabilities"])
+        assert abs(last - first) < 0.25, (key, first, last)
 
 
 def _noise(rng: np.random.Generator, seconds: float = 20.0) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Build the deterministic model archive and check any such archive before it is deployed.
 
-package: build/model + model_code/ -> model.tar.gz; check: members, config.json, and a smoke
-prediction by the archive's own code. Layout: SageMaker unpacks model.tar.gz into
-/opt/ml/model; the PyTorch container runs code/inference.py with code/ on sys.path and
-pip-installs code/requirements.txt.
+package: a model folder (models/demo, or a retrained build/model) + model_code/ ->
+model.tar.gz; check: members, config.json, and a smoke prediction by the archive's own code.
+Layout: SageMaker unpacks model.tar.gz into /opt/ml/model; the PyTorch container runs
+code/inference.py with code/ on sys.path and pip-installs code/requirements.txt.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from ecg_scorer.deploy import ToolError
 from ecg_scorer.deploy.identity import archive_path, version_problem
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_DIR = Path("build/model")
+DEFAULT_MODEL_DIR = Path("models/demo")  # the committed demo model
 DEFAULT_CODE_DIR = REPO / "model_code"
-TRAIN_HINT = "train the model first: make model (or python model_code/train.py --out build/model)"
+TRAIN_HINT = "train a model first: make model (python model_code/train.py --out build/model)"
 
 WEIGHTS = "model.pth"
 CONFIG = "config.json"
@@ -110,7 +110,7 @@ def sha256_file(path: Path) -> str:
 
 
 def read_model_config(source: Path) -> dict[str, Any]:
-    """config.json from a file, a model folder (build/model) or a model archive."""
+    """config.json from a file, a model folder (models/demo) or a model archive."""
     if source.is_dir():
         source = source / CONFIG
     if not source.is_file():
@@ -213,7 +213,7 @@ def _member_problems(members: Sequence[tarfile.TarInfo]) -> list[Problem]:
                 )
     for required in REQUIRED_MEMBERS:
         if required not in seen:
-            source = "build/model" if "/" not in required else "model_code"
+            source = "the model folder" if "/" not in required else "model_code"
             problems.append(
                 Problem(
                     required,

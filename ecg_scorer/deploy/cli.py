@@ -102,7 +102,7 @@ def _packaging(p: argparse.ArgumentParser) -> None:
         "--model-dir",
         type=Path,
         default=DEFAULT_MODEL_DIR,
-        help="folder with model.pth and config.json from training (default build/model)",
+        help="folder with model.pth and config.json from training (default models/demo)",
     )
     p.add_argument(
         "--code-dir",
