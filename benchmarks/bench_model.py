@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_model.py --model-dir build/model
+    python benchmarks/bench_model.py --model-dir models/demo
 
 Prints batch-1 latency, per-ECG latency at batch 32, model_fn time, application/x-npy vs
 application/json decode time of one ECG, and the peak resident memory of a fresh process
@@ -139,7 +139,7 @@ def run(model_dir: Path, repeats: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=REPO / "build" / "model")
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "demo")
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args(argv)
     if not (args.model_dir / "model.pth").is_file():

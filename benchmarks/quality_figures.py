@@ -1,7 +1,7 @@
 """Signal-quality figures: windows of real ECGs wrongly rejected, bad signals caught, and
 what one bad lead does to the model's output.
 
-    .venv/bin/python benchmarks/quality_figures.py [--model-dir build/model]
+    .venv/bin/python benchmarks/quality_figures.py [--model-dir models/demo]
 
 Reads the real recordings in ../shared/data (PTB-XL records 1-500, the PhysioNet samples in
 ecg/wfdb); each goes through what the Lambda does (leads I, II, V2 where they exist,
