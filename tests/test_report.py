@@ -150,6 +150,21 @@ def test_long_recordings_show_the_most_probable_strips_and_say_so(
 
 
 @pytest.mark.slow
+def test_rows_are_one_model_window_long_whatever_the_last_window_overlaps(
+    bucket: Any, tmp_path: Path
+) -> None:
+    # A 12-s file's two windows start 2 s apart (the last ends at the last sample): its rows,
+    # and its thumbnail, still span 10 s of paper, like a 35-s file's.
+    scored(bucket, "twelve.npz", [0.2, 0.3], seconds=12.0)
+    scored(bucket, "long.npz", [0.2, 0.3, 0.4, 0.5], seconds=35.0)
+    short = report_of("twelve.npz", tmp_path / "short")
+    long = report_of("long.npz", tmp_path / "long")
+    widths = [
+        pixels(page.with_name(page.stem + "-thumb.png")).shape[1] for page in (short, long)
+    ]
+    assert widths[0] == widths[1]
+
+
 def test_windows_kept_in_s3_are_drawn_like_inline_ones(bucket: Any, tmp_path: Path) -> None:
     # Past store.INLINE_WINDOWS the Lambda keeps the windows in S3 (WindowResults .npz) and
     # the item points there: the report reads them from that object.

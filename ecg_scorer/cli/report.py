@@ -55,7 +55,7 @@ def write_report(
             f"p={render.cell(item.get('probability'), 'probability')}   "
             f"model {item.get('model_version', '')}"
         )
-        shown = figure.draw(trace, windows, threshold, title, png, thumb)
+        shown = figure.draw(trace, windows, threshold, title, png, model.window_s, thumb)
         if shown.rows_shown < shown.rows_total:
             notes.append(
                 f"showing {shown.rows_shown} of {shown.rows_total} strips: those holding the "

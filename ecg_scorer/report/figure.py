@@ -78,12 +78,15 @@ def draw(
     threshold: float,
     title: str,
     png: Path,
+    window_s: float,
     thumbnail: Path | None = None,
 ) -> Drawn:
-    """Write the report figure to ``png`` (and a small first-row picture to ``thumbnail``)."""
+    """Write the report figure to ``png`` (and a small first-row picture to ``thumbnail``),
+    one model window (``window_s``) per row."""
     colormap = matplotlib.colormaps[COLORMAP]
-    row_s = (windows[1].start_s - windows[0].start_s) if len(windows) > 1 else trace.duration_s
-    row_s = row_s if row_s > 0 else trace.duration_s
+    # Not the gap between window starts: the last window overlaps the one before it, so a
+    # 12-s file's two windows start 2 s apart.
+    row_s = min(window_s, trace.duration_s) if trace.duration_s > 0 else window_s
     rows_total = max(1, int(np.ceil(trace.duration_s / row_s - 1e-9)))
     rows = rows_to_show(windows, rows_total, row_s)
     width_mm = row_s * MM_PER_S
