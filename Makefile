@@ -23,7 +23,8 @@ $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 
 # Retrains the demo model's recipe on PTB-XL (several minutes on 2 cores) into build/model.
 # Order-only on the venv: reinstalling packages does not retrain the model.
-$(TRAINED_DIR)/model.pth: model_code/model.py model_code/train.py model_code/synthetic.py \
+$(TRAINED_DIR)/model.pth: model_code/model.py model_code/train.py model_code/train_data.py \
+		model_code/synthetic.py \
 		model_code/inference.py | $(STAMP)
 	$(PY) model_code/train.py --data $(PTBXL) --out $(TRAINED_DIR)
 

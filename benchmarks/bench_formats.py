@@ -94,7 +94,7 @@ def read_whole(fmt: str, folder: Path, first: str, files: list[str]) -> np.ndarr
 def read_range(fmt: str, folder: Path, first: str, seconds: float) -> np.ndarray:
     """One range of frames in the middle, from only its bytes (read with seek, like a
     Range GET): the header is parsed first, then the plan says which bytes to fetch."""
-    from scorer import edf, wfdb
+    from scorer import edf, wfdb, wfdb_header
 
     def fetch(name: str, start: int, end: int) -> bytes:
         with open(folder / name, "rb") as f:
@@ -102,8 +102,8 @@ def read_range(fmt: str, folder: Path, first: str, seconds: float) -> np.ndarray
             return f.read(end - start)
 
     if fmt.startswith("wfdb"):
-        header = wfdb.parse_header((folder / first).read_bytes())
-        sizes = {n: (folder / n).stat().st_size for n in wfdb.needed_files(header)}
+        header = wfdb_header.parse_header((folder / first).read_bytes())
+        sizes = {n: (folder / n).stat().st_size for n in wfdb_header.needed_files(header)}
         plan = wfdb.plan(header, sizes)
         start = plan.n_frames // 2
         stop = min(plan.n_frames, start + round(seconds * plan.fs / plan.samples_per_frame))

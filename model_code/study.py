@@ -29,6 +29,7 @@ from scorer.readers import read_recording
 from scorer.recording import Recording
 
 import train
+import train_data
 from inference import CONFIG_NAME, model_fn
 from model import CNN1DLSTM
 
@@ -75,7 +76,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def seed_spread(
-    data: train.Dataset,
+    data: train_data.Dataset,
     recipe: train.Recipe,
     seeds: list[int],
     committed: dict[str, Any],
@@ -142,7 +143,7 @@ def other_recording(ecg: Path, other: OtherRecord) -> Recording:
 
 
 def window_probabilities(net: CNN1DLSTM, temperature: float, recording: Recording) -> list[float]:
-    prepared = train.prepare_windows(recording)
+    prepared = train_data.prepare_windows(recording)
     windows = prepared.windows[prepared.usable]  # the windows the Lambda sends the model
     p = train.sigmoid(train.logits_of(net, windows) / temperature)
     return [round(float(v), 3) for v in p]
@@ -166,11 +167,11 @@ def main(argv: list[str] | None = None) -> int:
 
     committed = json.loads((args.model_dir / CONFIG_NAME).read_text(encoding="utf-8"))
     recipe = train.Recipe(**committed["training"]["recipe"])
-    data = train.load_ptbxl(args.data)
+    data = train_data.load_ptbxl(args.data)
     metrics = json.loads((args.model_dir / "metrics.json").read_text(encoding="utf-8"))
     seeds = seed_spread(data, recipe, list(range(args.seeds)), committed, metrics)
 
-    synthetic = train.synthetic_dataset(seed=0)
+    synthetic = train_data.synthetic_dataset(seed=0)
     syn_recipe = train.RECIPES["synthetic"]
     if args.synthetic_model is None:
         syn_net, syn_fit = train.fit(synthetic, syn_recipe, 0)

@@ -46,7 +46,7 @@ def shared_ecg() -> Path:
 MODEL_CODE = REPO / "model_code"
 # model_code's modules import each other flat (`from model import CNN1DLSTM`), as they do
 # with code/ on sys.path in the container.
-MODEL_CODE_MODULES = ("model", "inference", "synthetic", "train", "model_card")
+MODEL_CODE_MODULES = ("model", "inference", "synthetic", "train_data", "train", "model_card")
 
 
 def _forget_model_code() -> None:
@@ -56,7 +56,7 @@ def _forget_model_code() -> None:
 
 @pytest.fixture
 def model_code(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespace]:
-    """model_code's modules (``.model``, ``.inference``, ``.synthetic``, ``.train``), imported
+    """model_code's modules (``.model``, ``.synthetic``, ``.train_data``, ``.train``...), imported
     fresh with model_code/ on sys.path and forgotten afterwards, so no test sees another's."""
     _forget_model_code()
     monkeypatch.syspath_prepend(str(MODEL_CODE))

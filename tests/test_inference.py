@@ -179,7 +179,7 @@ def test_served_model_gives_the_fold_10_figures_metrics_json_claims(
     if not ptbxl.is_dir():
         pytest.skip(f"PTB-XL records not found at {ptbxl}")
     metrics = json.loads((MODEL_DIR / "metrics.json").read_text())["test"]
-    test = model_code.train.load_ptbxl(ptbxl).test
+    test = model_code.train_data.load_ptbxl(ptbxl).test
     answer = score(model_code, trained, as_npy(test.x), NPY)
     y, top = test.per_recording(np.array([r["probability"] for r in answer]))
     flagged = top > trained.config["threshold"]

@@ -148,7 +148,7 @@ def test_bootstrap_interval_brackets_the_figure_and_is_repeatable(
 def test_ptbxl_normal_means_norm_at_100(
     model_code: types.SimpleNamespace, codes: str, label: int
 ) -> None:
-    assert model_code.train.ptbxl_label(codes) == label
+    assert model_code.train_data.ptbxl_label(codes) == label
 
 
 def _tiny_run(model_code: types.SimpleNamespace, out: Path, *extra: str) -> int:
@@ -318,11 +318,11 @@ def test_ptbxl_windows_are_the_windows_the_lambda_scores(
 ) -> None:
     if not SHARED_PTBXL.is_dir():
         pytest.skip(f"PTB-XL records not found at {SHARED_PTBXL}")
-    recording = model_code.train.read_wfdb(SHARED_PTBXL / "records500/00000/00001_hr")
+    recording = model_code.train_data.read_wfdb(SHARED_PTBXL / "records500/00000/00001_hr")
     assert recording.fs == 500.0
     assert recording.leads[:2] == ["I", "II"] and recording.leads[7] == "V2"
     served = prepare(recording, ("I", "II", "V2"), 200, 2000)
-    windows = model_code.train.prepare_windows(recording).windows
+    windows = model_code.train_data.prepare_windows(recording).windows
     np.testing.assert_array_equal(windows, served.windows)
     assert windows.shape == (1, 2000, 3)  # 10 s at 500 Hz: one window at 200 Hz
 
@@ -401,7 +401,7 @@ def test_training_windows_are_the_windows_the_lambda_scores(
     model_code: types.SimpleNamespace, tmp_path: Path
 ) -> None:
     _user_folder(model_code, tmp_path)
-    recordings, labels, overlapping = model_code.train.load_user_data(tmp_path, 200.0)
+    recordings, labels, overlapping = model_code.train_data.load_user_data(tmp_path, 200.0)
     config = model_code.train.make_config({})
     rows = [line.split(",") for line in (tmp_path / "labels.csv").read_text().splitlines()[1:]]
     assert labels.tolist() == [0, 1] * 6
@@ -532,7 +532,7 @@ def test_a_file_without_a_rate_needs_data_fs(
         r"line 4: r2\.csv: the file does not state its sampling rate: pass --data-fs",
         capsys.readouterr().err,
     )
-    recordings, _, _ = model_code.train.load_user_data(tmp_path, 500.0)
+    recordings, _, _ = model_code.train_data.load_user_data(tmp_path, 500.0)
     assert recordings[2].shape == (2, 2000, 3)  # 20 s at 500 Hz -> two 10 s windows at 200 Hz
 
 
@@ -546,7 +546,7 @@ def test_a_rate_stated_in_the_file_wins_over_data_fs(
     np.save(tmp_path / "c.npy", x[:4000])  # no rate in the file: --data-fs (200 Hz) applies
     rows = ["a.csv,0", "b.npz,1", "c.npy,0"] * 4
     (tmp_path / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
-    recordings, labels, overlapping = model_code.train.load_user_data(tmp_path, 200.0)
+    recordings, labels, overlapping = model_code.train_data.load_user_data(tmp_path, 200.0)
     assert [r.shape for r in recordings[:3]] == [(2, 2000, 3)] * 3
     assert labels.tolist() == [0, 1, 0] * 4
     assert overlapping == 0

@@ -84,10 +84,10 @@ def _wfdb_files(stem: str, directory: Path = WFDB_DIR) -> dict[str, bytes]:
     """A record's header and every file it names."""
     if not directory.is_dir():
         pytest.skip(f"real WFDB records not found at {directory}")
-    from scorer import wfdb
+    from scorer import wfdb_header
 
     header = (directory / f"{stem}.hea").read_bytes()
-    names = [f"{stem}.hea", *wfdb.needed_files(wfdb.parse_header(header))]
+    names = [f"{stem}.hea", *wfdb_header.needed_files(wfdb_header.parse_header(header))]
     return {name: (directory / name).read_bytes() for name in names}
 
 
@@ -240,14 +240,14 @@ def test_every_shared_wfdb_record_ends_as_one_item_with_a_reason(
         folder, stem = path.rsplit("/", 1) if "/" in path else ("", path)
         directory = WFDB_DIR / folder if folder else WFDB_DIR
         files = dict(_wfdb_files(stem, directory))
-        from scorer import wfdb
+        from scorer import wfdb_header
 
-        header = wfdb.parse_header(files[f"{stem}.hea"])
+        header = wfdb_header.parse_header(files[f"{stem}.hea"])
         for segment in header.segments or ():  # a master header: its segments' files too
             if segment.header_file:
                 seg_header = (directory / segment.header_file).read_bytes()
                 files[segment.header_file] = seg_header
-                for name in wfdb.needed_files(wfdb.parse_header(seg_header)):
+                for name in wfdb_header.needed_files(wfdb_header.parse_header(seg_header)):
                     files[name] = (directory / name).read_bytes()
         names = sorted(files, key=lambda n: (n == f"{stem}.hea") == header_last)
         key_folder = f"incoming/physionet/{stem.lower()}"

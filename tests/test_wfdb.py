@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wfdb as wfdb_ref  # the maintained reader, a test dependency only
-import wfdb.io._header as wfdb_header
+import wfdb.io._header as wfdb_ref_header
 from conftest import SHARED_ECG
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scorer import leads, wfdb
+from scorer import leads, wfdb, wfdb_header
 from scorer.errors import RejectedFile
 
 WFDB_DIR = SHARED_ECG / "wfdb"
@@ -100,8 +100,8 @@ class _DictSpecs:
 def test_every_ptbxl_record_reads_as_wfdb_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
     if not PTBXL_DIR.is_dir():
         pytest.skip(f"PTB-XL records not found at {PTBXL_DIR}")
-    monkeypatch.setattr(wfdb_header, "SIGNAL_SPECS", _DictSpecs(wfdb_header.SIGNAL_SPECS))
-    monkeypatch.setattr(wfdb_header, "RECORD_SPECS", _DictSpecs(wfdb_header.RECORD_SPECS))
+    monkeypatch.setattr(wfdb_ref_header, "SIGNAL_SPECS", _DictSpecs(wfdb_ref_header.SIGNAL_SPECS))
+    monkeypatch.setattr(wfdb_ref_header, "RECORD_SPECS", _DictSpecs(wfdb_ref_header.RECORD_SPECS))
     headers = sorted(PTBXL_DIR.rglob("*.hea"))
     assert len(headers) == 500
     for hea in headers:
@@ -279,11 +279,11 @@ def read_by_ranges(plan: wfdb.Plan, files: dict[str, bytes], start: int, stop: i
 
 
 def _plan(files: dict[str, bytes], header_name: str) -> wfdb.Plan:
-    header = wfdb.parse_header(files[header_name])
+    header = wfdb_header.parse_header(files[header_name])
     segments = {}
     if header.segments:
         segments = {
-            s.name: wfdb.parse_header(files[s.header_file])
+            s.name: wfdb_header.parse_header(files[s.header_file])
             for s in header.segments
             if s.header_file
         }
@@ -356,7 +356,7 @@ def test_variable_layout_multi_segment_record(tmp_path: Path) -> None:
     assert np.isnan(recording.signal).sum(axis=0).tolist() == [0, 80, 0]
     ref = wfdb_ref.rdrecord(str(tmp_path / "multi"))
     np.testing.assert_array_equal(recording.signal, ref.p_signal.astype(np.float32))
-    assert wfdb.needed_files(wfdb.parse_header(files["multi.hea"])) == [
+    assert wfdb_header.needed_files(wfdb_header.parse_header(files["multi.hea"])) == [
         "layout.hea",
         "seg1.hea",
         "seg2.hea",
@@ -385,18 +385,18 @@ def test_variable_layout_multi_segment_record(tmp_path: Path) -> None:
 
 def test_plan_tells_length_rate_and_leads_before_reading(shared_ecg: Path) -> None:
     hea = shared_ecg / "wfdb" / "100.hea"
-    plan = wfdb.plan(wfdb.parse_header(hea.read_bytes()), {"100.dat": 1_950_000})
+    plan = wfdb.plan(wfdb_header.parse_header(hea.read_bytes()), {"100.dat": 1_950_000})
     assert (plan.n_frames, plan.fs, plan.leads, plan.duration_s) == (
         650_000,
         360,
         ["MLII", "V5"],
         650_000 / 360,
     )
-    assert wfdb.needed_files(wfdb.parse_header(hea.read_bytes())) == ["100.dat"]
-    master = wfdb.parse_header((shared_ecg / "wfdb" / "041s" / "041s.hea").read_bytes())
-    assert wfdb.needed_files(master) == ["041s01.hea", "041s02.hea"]
-    ptb = wfdb.parse_header((shared_ecg / "wfdb" / "s0010_re.hea").read_bytes())
-    assert wfdb.needed_files(ptb) == ["s0010_re.dat", "s0010_re.xyz"]
+    assert wfdb_header.needed_files(wfdb_header.parse_header(hea.read_bytes())) == ["100.dat"]
+    master = wfdb_header.parse_header((shared_ecg / "wfdb" / "041s" / "041s.hea").read_bytes())
+    assert wfdb_header.needed_files(master) == ["041s01.hea", "041s02.hea"]
+    ptb = wfdb_header.parse_header((shared_ecg / "wfdb" / "s0010_re.hea").read_bytes())
+    assert wfdb_header.needed_files(ptb) == ["s0010_re.dat", "s0010_re.xyz"]
 
 
 # -- damaged input -------------------------------------------------------------------------
@@ -472,7 +472,7 @@ def test_a_huge_claimed_length_allocates_nothing(shared_ecg: Path) -> None:
 )
 def test_malformed_headers_say_what_is_wrong(header: bytes, match: str) -> None:
     with pytest.raises(RejectedFile, match=match) as e:
-        wfdb.parse_header(header)
+        wfdb_header.parse_header(header)
     assert e.value.code == "bad_wfdb_header"
 
 
@@ -545,8 +545,8 @@ def test_damaged_records_only_ever_raise_rejected_file(
 @given(text=st.text(alphabet=st.sampled_from(list("0123456789 ./:x+-()e#\nabcI~_")), max_size=200))
 def test_random_header_text_only_ever_raises_rejected_file(text: str) -> None:
     try:
-        header = wfdb.parse_header(text.encode())
-        recording = wfdb.plan(header, {name: 1000 for name in wfdb.needed_files(header)})
+        header = wfdb_header.parse_header(text.encode())
+        recording = wfdb.plan(header, {name: 1000 for name in wfdb_header.needed_files(header)})
     except RejectedFile:
         return
     assert recording.n_frames >= 0

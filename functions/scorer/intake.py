@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from scorer import fanout, keys, objects, read_checks, readers, records, schema, store, wfdb
+from scorer import fanout, keys, objects, read_checks, readers, records, schema, store, wfdb_header
 from scorer.budget import S3_READ_WORST_S, Budget
 from scorer.config import Settings
 from scorer.errors import RejectedFile, TransientError
@@ -191,14 +191,14 @@ def named_by_a_header(s3: Any, ref: FileRef, budget: Budget) -> bool:
     folder, name = ref.key.rsplit("/", 1)
     for key in objects.keys_under(s3, ref.bucket, folder + "/", records.WFDB_HEADER, 200):
         found = objects.head(s3, ref.bucket, key, budget)
-        if found is None or found.size > wfdb.MAX_HEADER_BYTES:
+        if found is None or found.size > wfdb_header.MAX_HEADER_BYTES:
             continue
         raw = objects.read_range(s3, ref.bucket, key, found.version_id, 0, found.size, budget)
         try:
-            header = wfdb.parse_header(raw)
+            header = wfdb_header.parse_header(raw)
         except RejectedFile:
             continue
-        names = wfdb.needed_files(header)
+        names = wfdb_header.needed_files(header)
         if name in names or any(n.endswith(".hea") for n in names):
             return True  # a multi-segment record's segments name their files themselves
     return False

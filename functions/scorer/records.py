@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from scorer import edf, objects, wfdb
+from scorer import edf, objects, wfdb, wfdb_header
 from scorer.budget import Budget
 from scorer.errors import RejectedFile
 from scorer.recording import Recording
@@ -194,9 +194,9 @@ def open_wfdb(s3: Any, bucket: str, header_key: str, budget: Budget) -> Opened:
     if main is None:
         raise Incomplete([header_key.rsplit("/", 1)[-1]])
     header_bytes = _read_header(s3, bucket, main, budget)
-    header = wfdb.parse_header(header_bytes)
+    header = wfdb_header.parse_header(header_bytes)
     parts = {header_key.rsplit("/", 1)[-1]: _part(main)}
-    segments: dict[str, wfdb.Header] = {}
+    segments: dict[str, wfdb_header.Header] = {}
     signal_files = []
     missing = []
     if header.segments is not None:
@@ -208,10 +208,10 @@ def open_wfdb(s3: Any, bucket: str, header_key: str, budget: Budget) -> Opened:
                 missing.append(seg.header_file)
                 continue
             parts[seg.header_file] = _part(found)
-            segments[seg.name] = wfdb.parse_header(_read_header(s3, bucket, found, budget))
-            signal_files += wfdb.needed_files(segments[seg.name])
+            segments[seg.name] = wfdb_header.parse_header(_read_header(s3, bucket, found, budget))
+            signal_files += wfdb_header.needed_files(segments[seg.name])
     else:
-        signal_files = wfdb.needed_files(header)
+        signal_files = wfdb_header.needed_files(header)
     sizes = {}
     for name in dict.fromkeys(signal_files):
         found = objects.head(s3, bucket, folder + name, budget)
@@ -240,7 +240,7 @@ def reopen(
         )
     main = parts[header]
     raw = objects.read_range(s3, bucket, main.key, main.version_id, 0, main.size, budget)
-    parsed = wfdb.parse_header(raw)
+    parsed = wfdb_header.parse_header(raw)
     segments = {}
     for seg in parsed.segments or ():
         if seg.header_file is not None:
@@ -248,16 +248,16 @@ def reopen(
             seg_raw = objects.read_range(
                 s3, bucket, part.key, part.version_id, 0, part.size, budget
             )
-            segments[seg.name] = wfdb.parse_header(seg_raw)
+            segments[seg.name] = wfdb_header.parse_header(seg_raw)
     sizes = {name: p.size for name, p in parts.items()}
     return Opened("wfdb", wfdb.plan(parsed, sizes, segments), dict(parts))
 
 
 def _read_header(s3: Any, bucket: str, head: objects.Head, budget: Budget) -> bytes:
-    if head.size > wfdb.MAX_HEADER_BYTES:
+    if head.size > wfdb_header.MAX_HEADER_BYTES:
         raise RejectedFile(
             f"the WFDB header is {head.size:,} bytes; headers are at most "
-            f"{wfdb.MAX_HEADER_BYTES:,} bytes of text",
+            f"{wfdb_header.MAX_HEADER_BYTES:,} bytes of text",
             "bad_wfdb_header",
         )
     return objects.read_range(s3, bucket, head.key, head.version_id, 0, head.size, budget)
@@ -281,10 +281,10 @@ def master_of(s3: Any, bucket: str, header_key: str, budget: Budget) -> str | No
     candidates = [stem.rstrip("0123456789"), stem.rsplit("_", 1)[0] if "_" in stem else ""]
     for master in dict.fromkeys(c for c in candidates if c and c != stem):
         found = objects.head(s3, bucket, f"{folder}/{master}{WFDB_HEADER}", budget)
-        if found is None or found.size > wfdb.MAX_HEADER_BYTES:
+        if found is None or found.size > wfdb_header.MAX_HEADER_BYTES:
             continue
         try:
-            header = wfdb.parse_header(_read_header(s3, bucket, found, budget))
+            header = wfdb_header.parse_header(_read_header(s3, bucket, found, budget))
         except RejectedFile:
             continue
         if header.segments is not None and stem in {seg.name for seg in header.segments}:
@@ -314,8 +314,8 @@ def read_zip_record(data: bytes, max_expanded: int) -> Recording:
     headers = [name for name in files if name.endswith(WFDB_HEADER)]
     named = set()
     for name in headers:
-        parsed = wfdb.parse_header(files[name])
-        named |= set(wfdb.needed_files(parsed))
+        parsed = wfdb_header.parse_header(files[name])
+        named |= set(wfdb_header.needed_files(parsed))
     tops = [name for name in headers if name not in named]  # not a segment of another
     if len(tops) != 1:
         raise RejectedFile(

@@ -1,11 +1,8 @@
-"""WFDB records from bytes: parse headers, name the files a record needs, and read its
-samples in mV, whole or a range of frames at a time.
+"""Read a WFDB record's samples in mV from bytes, whole or a range of frames at a time.
 
-A record is a ``.hea`` header plus signal files (``.dat``, ``.mat``...); a multi-segment
-record is a master header naming one header per segment. Everything works on bytes (S3
+The header is parsed by :mod:`scorer.wfdb_header`; everything here works on bytes (S3
 objects), never paths:
 
-- :func:`parse_header` -> :class:`Header`; :func:`needed_files` names the other objects.
 - :func:`plan` (a header, its signal files' sizes, the segment headers) -> :class:`Plan`:
   the record's length, rate and leads, checked against the sizes before any sample is read.
 - ``Plan.byte_ranges(start, stop)`` says which bytes of each signal file hold frames
@@ -19,28 +16,22 @@ multi-segment record is the concatenation of its segments, NaN where a segment l
 signal or is a null segment. FLAC formats (508, 516, 524) are refused with a reason.
 
 Reasons never quote header text (comments, descriptions, the record name can carry patient
-data); they name line numbers, fields and the signal files (object names in the upload).
+data); they name fields and the signal files (object names in the upload).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
 
 import numpy as np
 
 from scorer import leads as lead_names
 from scorer.errors import RejectedFile
 from scorer.recording import Recording
+from scorer.wfdb_header import Header, bad_header, parse_header
 
-MAX_HEADER_BYTES = 1 << 20
-MAX_SIGNALS = 256
-MAX_SEGMENTS = 100_000
-MAX_SAMPLES_PER_FRAME = 4096
-MAX_FIELD = 1 << 53  # integer fields (offsets, skews, baselines...) beyond this are nonsense
 FLAC_FORMATS = {508, 516, 524}
 # format: (samples per block, bytes per block, invalid sample value, numpy dtype of a block)
 _FORMATS: dict[int, tuple[int, int, int | None, str]] = {
@@ -58,261 +49,11 @@ _FORMATS: dict[int, tuple[int, int, int | None, str]] = {
 SUPPORTED_FORMATS = tuple(sorted(_FORMATS))
 # Bytes holding the first r samples of a block, for the packed formats.
 _PARTIAL_BYTES = {212: {1: 2}, 310: {1: 2, 2: 4}, 311: {1: 2, 2: 3}}
-_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
-_RECORD_NAME = re.compile(r"^[-\w]+$")
-_RECORD_LINE = re.compile(
-    r"^(?P<name>[-\w]+)(?:/(?P<n_seg>\d+))?\s+(?P<n_sig>\d+)"
-    r"(?:\s+(?P<fs>[^\s/(]+)(?:/(?P<counter>[^\s(]+)(?:\((?P<base_counter>[^\s)]+)\))?)?"
-    r"(?:\s+(?P<n_frames>\d+)(?:\s+(?P<time>[\d:.]+)(?:\s+(?P<date>[\d/]+))?)?)?)?\s*$"
-)
-_FORMAT_FIELD = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
-_GAIN_FIELD = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\((-?\d+)\))?(?:/(.*))?$")
-_SEGMENT_LINE = re.compile(r"^(?P<name>[-\w]+|~)\s+(?P<frames>\d+)\s*$")
 Bytes = bytes | bytearray | memoryview
 CONVERT = (
     "convert the record to format 16 (e.g. with wfdb-python: wfdb.rdrecord, then "
     "wfdb.wrsamp with fmt=['16', ...])"
 )
-
-
-def _bad(reason: str) -> RejectedFile:
-    return RejectedFile(f"the WFDB header (.hea) is malformed: {reason}", "bad_wfdb_header")
-
-
-# -- header --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One signal line of a header."""
-
-    file_name: str  # "~" for a signal of a layout header, which has no file
-    format: int
-    samples_per_frame: int
-    skew: int
-    byte_offset: int
-    gain: float  # ADC units per physical unit
-    baseline: int
-    units: str
-    resolution: int | None
-    zero: int
-    initial_value: int
-    checksum: int | None
-    block_size: int
-    description: str | None  # the lead name, as written
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One segment line of a multi-segment master header."""
-
-    name: str  # "~" for a null segment (no signals, NaN)
-    n_frames: int
-
-    @property
-    def header_file(self) -> str | None:
-        return None if self.name == "~" else f"{self.name}.hea"
-
-
-@dataclass(frozen=True)
-class Header:
-    """A parsed ``.hea``: the record line and either signal lines or segment lines."""
-
-    name: str
-    n_signals: int
-    frame_rate: float  # frames per second (a signal's rate is this times its samples per frame)
-    counter_freq: float | None
-    base_counter: float | None
-    n_frames: int | None  # None when the header leaves it to the signal files' length
-    base_time: time | None
-    base_date: date | None
-    signals: tuple[Signal, ...] = ()
-    segments: tuple[Segment, ...] | None = None  # a multi-segment master header
-
-    @property
-    def recorded_at(self) -> str | None:
-        """ISO 8601 start time (no zone: WFDB gives local time) when the header has both."""
-        if self.base_date is None or self.base_time is None:
-            return None
-        return datetime.combine(self.base_date, self.base_time).isoformat()
-
-
-def _int(text: str, what: str, lo: int = -MAX_FIELD, hi: int = MAX_FIELD) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise _bad(f"{what} is not an integer") from None
-    if not lo <= value <= hi:
-        raise _bad(f"{what} is outside {lo}..{hi}")
-    return value
-
-
-def _float(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _bad(f"{what} is not a number") from None
-    if not math.isfinite(value):
-        raise _bad(f"{what} is not a finite number")
-    return value
-
-
-def _base_time(text: str) -> time:
-    parts = text.split(":")
-    try:
-        if len(parts) > 3 or any(not p for p in parts):
-            raise ValueError
-        seconds = float(parts[-1])
-        minutes = int(parts[-2]) if len(parts) > 1 else 0
-        hours = int(parts[-3]) if len(parts) > 2 else 0
-        whole = int(seconds)
-        return time(hours, minutes, whole, round((seconds - whole) * 1e6) % 1_000_000)
-    except ValueError:
-        raise _bad("the record line's base time is not a valid hh:mm:ss time") from None
-
-
-def _base_date(text: str) -> date:
-    try:
-        day, month, year = (int(p) for p in text.split("/"))
-        value = date(year, month, day)
-    except ValueError:
-        raise _bad("the record line's base date is not a valid dd/mm/yyyy date") from None
-    if not 1900 <= value.year <= 2100:
-        raise _bad("the record line's base date is not a date between 1900 and 2100")
-    return value
-
-
-def _signal(line: str, number: int) -> Signal:
-    where = f"signal line {number}"
-    fields = line.split(None, 8)
-    if len(fields) < 2:
-        raise _bad(f"{where} needs at least a file name and a format")
-    file_name = fields[0]
-    if file_name != "~" and not _FILE_NAME.match(file_name):
-        raise _bad(
-            f"{where}: the signal file name must be 1-100 letters, digits, '_', '.' or '-' "
-            "(no folders)"
-        )
-    match = _FORMAT_FIELD.match(fields[1])
-    if not match:
-        raise _bad(f"{where}: the format field is not 'format[xsamples][:skew][+offset]'")
-    fmt = _int(match[1], f"{where}: the format", 0, 10**6)
-    spf = _int(match[2] or "1", f"{where}: samples per frame", 1, MAX_SAMPLES_PER_FRAME)
-    skew = _int(match[3] or "0", f"{where}: the skew", 0)
-    offset = _int(match[4] or "0", f"{where}: the byte offset", 0)
-    optional = [*fields[2:8], *[None] * (8 - len(fields))][:6]
-    gain_field, res, zero_field, init, checksum, block = optional
-    gain, baseline, units = 200.0, None, "mV"
-    if gain_field is not None:
-        parts = _GAIN_FIELD.match(gain_field)
-        if not parts:
-            raise _bad(f"{where}: the gain field is not 'gain[(baseline)][/units]'")
-        gain = _float(parts[1], f"{where}: the ADC gain") or 200.0  # WFDB: 0 means 200
-        if parts[2] is not None:
-            baseline = _int(parts[2], f"{where}: the baseline")
-        if parts[3]:
-            units = parts[3]
-    zero = _int(zero_field, f"{where}: the ADC zero") if zero_field is not None else 0
-    return Signal(
-        file_name=file_name,
-        format=fmt,
-        samples_per_frame=spf,
-        skew=skew,
-        byte_offset=offset,
-        gain=gain,
-        baseline=zero if baseline is None else baseline,
-        units=units,
-        resolution=_int(res, f"{where}: the ADC resolution", 0, 64) if res else None,
-        zero=zero,
-        initial_value=_int(init, f"{where}: the initial value") if init is not None else zero,
-        checksum=_int(checksum, f"{where}: the checksum") if checksum is not None else None,
-        block_size=_int(block, f"{where}: the block size", 0) if block is not None else 0,
-        description=fields[8].strip() or None if len(fields) > 8 else None,
-    )
-
-
-def parse_header(data: bytes) -> Header:
-    """Parse a ``.hea`` file; RejectedFile (``bad_wfdb_header``) saying what is wrong."""
-    if len(data) > MAX_HEADER_BYTES:
-        raise _bad(f"it is {len(data):,} bytes; a header is at most {MAX_HEADER_BYTES:,} bytes")
-    try:
-        text = bytes(data).decode("utf-8")
-    except UnicodeDecodeError:
-        text = bytes(data).decode("latin-1")
-    if "\x00" in text:
-        raise _bad("it holds NUL bytes, so it is binary data, not a text header")
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("#")]
-    if not lines:
-        raise _bad("it has no record line (every line is empty or a # comment)")
-    match = _RECORD_LINE.match(lines[0])
-    if not match:
-        raise _bad(
-            "line 1 is not 'record_name[/segments] signals [frequency[/counter] [frames "
-            "[hh:mm:ss [dd/mm/yyyy]]]]'"
-        )
-    n_signals = _int(match["n_sig"], "the number of signals", 0, MAX_SIGNALS)
-    rate = _float(match["fs"], "the sampling frequency") if match["fs"] else 250.0
-    if rate <= 0:
-        raise _bad("the sampling frequency is not a positive number")
-    counter = _float(match["counter"], "the counter frequency") if match["counter"] else None
-    base_counter = (
-        _float(match["base_counter"], "the base counter") if match["base_counter"] else None
-    )
-    n_frames = _int(match["n_frames"], "the number of samples", 0) if match["n_frames"] else None
-    base_time = _base_time(match["time"]) if match["time"] else None
-    base_date = _base_date(match["date"]) if match["date"] else None
-    body = lines[1:]
-    segments = None
-    signals: tuple[Signal, ...] = ()
-    if match["n_seg"] is not None:
-        n_seg = _int(match["n_seg"], "the number of segments", 1, MAX_SEGMENTS)
-        if len(body) != n_seg:
-            raise _bad(f"the record line declares {n_seg} segments but {len(body)} follow")
-        parsed = []
-        for number, line in enumerate(body, 1):
-            seg = _SEGMENT_LINE.match(line)
-            if not seg:
-                raise _bad(f"segment line {number} is not 'segment_name frames'")
-            parsed.append(
-                Segment(seg["name"], _int(seg["frames"], f"segment line {number}: frames", 0))
-            )
-        segments = tuple(parsed)
-    else:
-        if len(body) != n_signals:
-            raise _bad(
-                f"the record line declares {n_signals} signals but {len(body)} signal lines follow"
-            )
-        signals = tuple(_signal(line, number) for number, line in enumerate(body, 1))
-    return Header(
-        name=match["name"],
-        n_signals=n_signals,
-        frame_rate=rate,
-        counter_freq=counter,
-        base_counter=base_counter,
-        n_frames=n_frames or None,  # 0 also means "as long as the signal files"
-        base_time=base_time,
-        base_date=base_date,
-        signals=signals,
-        segments=segments,
-    )
-
-
-def needed_files(header: Header) -> list[str]:
-    """The other objects a header's record is read from, in header order.
-
-    A single-segment header needs its signal files. A multi-segment master header needs its
-    segment headers (``<segment>.hea``, the layout header included); each of those, once
-    parsed, needs its own signal files: ``needed_files(segment_header)``.
-    """
-    if header.segments is not None:
-        names = (seg.header_file for seg in header.segments)
-    else:
-        names = (s.file_name for s in header.signals)
-    return list(dict.fromkeys(name for name in names if name and name != "~"))
-
-
-# -- reading -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -585,7 +326,9 @@ def _segment_reader(
     for index, s in enumerate(header.signals):
         if not order or order[-1] != s.file_name:
             if s.file_name in members:
-                raise _bad(f"signal {index + 1}: the signals of one file must be on adjacent lines")
+                raise bad_header(
+                    f"signal {index + 1}: the signals of one file must be on adjacent lines"
+                )
             order.append(s.file_name)
             members[s.file_name] = []
         members[s.file_name].append(index)
@@ -594,7 +337,7 @@ def _segment_reader(
     for name in order:
         first = header.signals[members[name][0]]
         if any(header.signals[i].format != first.format for i in members[name]):
-            raise _bad(f"the signals of file {name} are stored in different formats")
+            raise bad_header(f"the signals of file {name} are stored in different formats")
         stored = []
         position = 0
         for i in members[name]:
@@ -613,7 +356,7 @@ def _segment_reader(
         if not stored:
             continue
         if name == "~":
-            raise _bad("a signal to read has no signal file ('~')")
+            raise bad_header("a signal to read has no signal file ('~')")
         if first.format not in _FORMATS:
             raise _unsupported(first.format, members[name][0] + 1)
         if name not in sizes:
@@ -664,12 +407,12 @@ def plan(
                 )
             sub = segments[seg.name]
             if sub.segments is not None:
-                raise _bad("a segment header is itself a multi-segment header")
+                raise bad_header("a segment header is itself a multi-segment header")
             if not math.isclose(sub.frame_rate, header.frame_rate, rel_tol=1e-9):
-                raise _bad("a segment's sampling frequency differs from the master header's")
+                raise bad_header("a segment's sampling frequency differs from the master header's")
             parts.append((sub, seg.n_frames))
         if not any(sub for sub, _ in parts):
-            raise _bad("the multi-segment record has only null segments")
+            raise bad_header("the multi-segment record has only null segments")
         # A first segment of length 0 is the layout header (variable layout): it names the
         # signals of the whole record. Otherwise (fixed layout) the first segment does.
         if parts[0][1] == 0:
@@ -719,12 +462,12 @@ def plan(
                 raise _gap(number, n, layout.frame_rate)
         names_here = {g.file_name for g in reader.groups}
         if files_seen & names_here:
-            raise _bad("two segments name the same signal file")
+            raise bad_header("two segments name the same signal file")
         files_seen |= names_here
         readers.append((first_frame, n, reader))
         first_frame += n
     if header.segments is not None and header.n_frames not in (None, first_frame):
-        raise _bad(
+        raise bad_header(
             f"the master header declares {header.n_frames:,} frames but its segments hold "
             f"{first_frame:,}"
         )
