@@ -159,9 +159,7 @@ def test_rows_are_one_model_window_long_whatever_the_last_window_overlaps(
     scored(bucket, "long.npz", [0.2, 0.3, 0.4, 0.5], seconds=35.0)
     short = report_of("twelve.npz", tmp_path / "short")
     long = report_of("long.npz", tmp_path / "long")
-    widths = [
-        pixels(page.with_name(page.stem + "-thumb.png")).shape[1] for page in (short, long)
-    ]
+    widths = [pixels(page.with_name(page.stem + "-thumb.png")).shape[1] for page in (short, long)]
     assert widths[0] == widths[1]
 
 
