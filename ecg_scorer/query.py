@@ -328,5 +328,9 @@ def _batch_get(client: Any, table: str, entries: list[Item]) -> list[Item]:
 
 
 def public(item: Item) -> Item:
-    """The item without the attributes that only serve as table keys."""
-    return {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES}
+    """The item without the attributes that only serve as table keys; the S3 event's
+    sequencer shown as ``s3_sequencer`` (stored once, in the conditional write's form)."""
+    shown = {k: v for k, v in item.items() if k not in KEY_ATTRIBUTES}
+    if "s3_sequencer_sortable" in item:
+        shown["s3_sequencer"] = item["s3_sequencer_sortable"]
+    return shown

@@ -308,7 +308,10 @@ def test_a_reupload_of_the_same_key_is_scored_again(
     upload's result replaces the first (the function's conditional write lets it)."""
     by_name = {Path(r.key).name: r for r in uploaded}
     normal, af = by_name["seed_normal.json"], by_name["seed_af.json"]
-    assert normal.item is not None and normal.item["label"] == "normal"
+    assert normal.item is not None and af.item is not None
+    # Told apart by what the model said of each, not by their synthetic labels: the demo
+    # model learned from real ECGs and need not agree with the generator.
+    assert normal.item["probability"] != af.item["probability"]
     root = running.work_dir / "samples"
     s3 = boto3.client("s3")
     s3.upload_file(str(root / af.sample.path), running.resources.bucket, normal.key)
@@ -321,8 +324,8 @@ def test_a_reupload_of_the_same_key_is_scored_again(
         assert time.monotonic() < deadline, "the re-upload was never scored"
         time.sleep(0.5)
         item = demo.find_item(ddb, table, bucket, normal.key, version) or item
-    assert item["label"] == "anomalous"
-    assert item["s3_sequencer"] > normal.item["s3_sequencer"]
+    assert item["probability"] == af.item["probability"]
+    assert item["s3_sequencer_sortable"] > normal.item["s3_sequencer_sortable"]
 
 
 @pytest.mark.slow

@@ -72,12 +72,12 @@ PREFETCH_BYTES = 32 * 1024 * 1024
 CALLS_PER_ROUND = 4
 # SQS packs the chunk orders of a long recording into one batch (24 for a day): scoring
 # them all in one invocation serialises what the fan-out is for and can outlast the timeout
-# on a slow endpoint. An invocation scores a few (~2 rounds of calls) and sends the others
+# on a slow endpoint. An invocation scores a few (~4 rounds of calls) and sends the others
 # back in groups as large, each group made visible PASS_ON_STEP_S after the one before so
 # that they reach separate batches, hence invocations running side by side. Sent back is not
 # failed: no receive is spent, nothing waits for a visibility timeout.
-CHUNKS_PER_INVOCATION = 4
-PASS_ON_STEP_S = 10  # > the template's batching window (5 s)
+CHUNKS_PER_INVOCATION = 6
+PASS_ON_STEP_S = 6  # > the template's default batching window (5 s)
 # Our retry loops (budget.retry) are the ones that count for the endpoint and the table:
 # botocore makes a single attempt there. S3 reads keep one botocore retry. The timeouts are
 # budget.py's, which also budgets each call's worst case (connect + read timeout).

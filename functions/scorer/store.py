@@ -79,7 +79,6 @@ def _base_item(
         "format": facts.format,
         "version_id": ref.version_id,
         "etag": ref.etag,
-        "s3_sequencer": ref.sequencer,
     }
     item.update({k: v for k, v in optional.items() if v})
     if facts.site and facts.device:
@@ -87,7 +86,7 @@ def _base_item(
     if outcome in schema.OUTCOME_INDEX:  # sparse indexes: only their outcome is in them
         day_attribute = schema.INDEXES[schema.OUTCOME_INDEX[outcome]][0]
         item[day_attribute] = schema.day(at)
-    if ref.sequencer:
+    if ref.sequencer:  # once, in the form the conditional write compares (the CLI shows it)
         item["s3_sequencer_sortable"] = sortable_sequencer(ref.sequencer)
     return item
 
