@@ -4,10 +4,12 @@ environment variables that point an AWS SDK at it (and never at AWS).
 moto's server delivers S3 event notifications to SQS by itself (``moto/s3/notifications.py``
 sends an ``ObjectCreated`` message to the configured queue on every put, in the same
 process), so the bucket is configured exactly as in AWS and nothing emulates that hop. moto
-leaves ``sequencer`` and ``versionId`` out of ``s3.object``; `add_sequencers` puts them in as
+leaves ``sequencer`` and ``versionId`` out of ``s3.object``; `behave_as_aws` puts them in as
 S3 does: the object's version (the bucket is versioned, as in the template) and a sequencer
 that grows with every event, so a re-upload of a key is newer than the upload before it and
-is scored again (the function's conditional write compares sequencers).
+is scored again (the function's conditional write compares sequencers). It also sends one
+event per multipart upload (moto sends two) and applies UpdateItem under a lock (moto's
+threads do not), as AWS does.
 """
 
 from __future__ import annotations
@@ -92,12 +94,13 @@ def next_sequencer() -> str:
         return f"{_last_sequencer:018X}"
 
 
-def add_sequencers() -> None:
-    """Make moto's S3 events carry ``versionId`` and ``sequencer`` (once per process)."""
+def behave_as_aws() -> None:
+    """Make moto behave as AWS does where the pipeline depends on it (once per process): S3
+    events carry ``versionId`` and ``sequencer``, one event per upload, atomic UpdateItem."""
     from moto.s3 import notifications
 
     make_event = notifications._get_s3_event
-    if getattr(make_event, "adds_sequencers", False):
+    if getattr(make_event, "behaves_as_aws", False):
         return
 
     def with_sequencer(event_name: str, bucket: Any, key: Any, notification_id: str) -> Any:
@@ -110,7 +113,7 @@ def add_sequencers() -> None:
             obj.setdefault("sequencer", next_sequencer())
         return event
 
-    with_sequencer.adds_sequencers = True  # type: ignore[attr-defined]
+    with_sequencer.behaves_as_aws = True  # type: ignore[attr-defined]
     notifications._get_s3_event = with_sequencer
 
     # moto announces a completed multipart upload twice (ObjectCreated:Put, then
@@ -125,13 +128,27 @@ def add_sequencers() -> None:
 
     notifications.send_event = once_per_upload
 
+    # DynamoDB applies an UpdateItem atomically; moto's server handles requests on threads
+    # without a lock, so two invocations adding to one job's done set at once could lose an
+    # addition (and the file would never get its item). Serialise them, as DynamoDB does.
+    from moto.dynamodb.models import DynamoDBBackend
+
+    update_item = DynamoDBBackend.update_item
+    lock = threading.Lock()
+
+    def atomic_update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return update_item(self, *args, **kwargs)
+
+    DynamoDBBackend.update_item = atomic_update_item  # type: ignore[method-assign]
+
 
 def start_moto() -> tuple[Any, str]:
     """moto's server on a free loopback port, in a thread of this process."""
     from moto.moto_api._internal.models import moto_api_backend
     from moto.server import ThreadedMotoServer
 
-    add_sequencers()
+    behave_as_aws()
     # werkzeug would log every request to stderr.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
