@@ -30,6 +30,8 @@ import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from scorer_helpers import BUCKET, ENV, QUEUE, create_table  # noqa: E402
 
+from ecg_scorer.local.aws import atomic_item_updates  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ECG = REPO.parent / "shared" / "data" / "ecg"
 MODEL_DIR = REPO / "models" / "demo"  # the committed demo model
@@ -73,6 +75,7 @@ def model_code(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.SimpleNamespac
 def aws(monkeypatch):  # type: ignore[no-untyped-def]
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
+    atomic_item_updates()  # the handler's write pool updates job items from threads
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")

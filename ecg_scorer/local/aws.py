@@ -128,18 +128,26 @@ def behave_as_aws() -> None:
 
     notifications.send_event = once_per_upload
 
-    # DynamoDB applies an UpdateItem atomically; moto's server handles requests on threads
-    # without a lock, so two invocations adding to one job's done set at once could lose an
-    # addition (and the file would never get its item). Serialise them, as DynamoDB does.
+    atomic_item_updates()
+
+
+def atomic_item_updates() -> None:
+    """DynamoDB applies an UpdateItem atomically; moto does not (its server handles requests
+    on threads, and so may a test's handler), so two chunks adding to one job's done set at
+    once could lose an addition and the file never get its item. Serialise them, as DynamoDB
+    does (once per process)."""
     from moto.dynamodb.models import DynamoDBBackend
 
     update_item = DynamoDBBackend.update_item
+    if getattr(update_item, "atomic", False):
+        return
     lock = threading.Lock()
 
     def atomic_update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         with lock:
             return update_item(self, *args, **kwargs)
 
+    atomic_update_item.atomic = True  # type: ignore[attr-defined]
     DynamoDBBackend.update_item = atomic_update_item  # type: ignore[method-assign]
 
 

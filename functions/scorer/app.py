@@ -512,17 +512,9 @@ def _chunk_done(
         job.failure = SystemFault("chunk was neither prepared nor rejected")
         return None
     count("ChunksScored")
-    # DynamoDB applies each ADD to the job's done set atomically; moto (the tests and the
-    # local stack) does not, and two chunks of one batch finishing at once in the write
-    # pool could lose one. A batch holds few chunks: finishing them one at a time costs
-    # little.
-    with _CHUNK_FINISH:
-        return fanout.finish(
-            clients.s3, clients.dynamodb, settings, job.order, outcome, summary, budget
-        )
-
-
-_CHUNK_FINISH = threading.Lock()
+    return fanout.finish(
+        clients.s3, clients.dynamodb, settings, job.order, outcome, summary, budget
+    )
 
 
 def _waiting(
